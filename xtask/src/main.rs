@@ -1,2 +1,25 @@
-//! `cargo xtask`: project automation (skeleton).
-fn main() {}
+//! `cargo xtask`: project automation — benchmarks side by side with peer tools, architecture checks.
+
+mod bench;
+mod peers;
+mod tidy;
+
+const USAGE: &str = "usage: cargo xtask <command>
+  bench io [--case DIR] [--rounds N] [--reps N]   load a BraTS case: magseg vs nibabel
+  tidy                                          dependency direction and file-header checks";
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::run(&args[1..]),
+        Some("tidy") => tidy::run(),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -92,24 +92,15 @@ pub enum VolumeError {
 impl VolumeError {
     /// Shorthand for an IO error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
     /// Shorthand for a format error on `path`.
     pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::Format {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Self::Format { path: path.into(), reason: reason.into() }
     }
     /// Shorthand for a dataset error on `path`.
     pub fn dataset(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Self::Dataset {
-            path: path.into(),
-            reason: reason.into(),
-        }
+        Self::Dataset { path: path.into(), reason: reason.into() }
     }
 }
 

@@ -45,11 +45,7 @@ fn pixdim(h: &nifti::NiftiHeader, axis: usize) -> f64 {
 
 /// The qform affine as the NIfTI-1 standard defines it.
 pub fn qform_affine(h: &nifti::NiftiHeader) -> Affine {
-    let (b, c, d) = (
-        f64::from(h.quatern_b),
-        f64::from(h.quatern_c),
-        f64::from(h.quatern_d),
-    );
+    let (b, c, d) = (f64::from(h.quatern_b), f64::from(h.quatern_c), f64::from(h.quatern_d));
     let a2 = 1.0 - (b * b + c * c + d * d);
     let (a, b, c, d) = if a2 < 1e-7 {
         let n = (b * b + c * c + d * d).sqrt().max(f64::MIN_POSITIVE);
@@ -58,29 +54,13 @@ pub fn qform_affine(h: &nifti::NiftiHeader) -> Affine {
         (a2.sqrt(), b, c, d)
     };
     let r = [
-        [
-            a * a + b * b - c * c - d * d,
-            2.0 * (b * c - a * d),
-            2.0 * (b * d + a * c),
-        ],
-        [
-            2.0 * (b * c + a * d),
-            a * a + c * c - b * b - d * d,
-            2.0 * (c * d - a * b),
-        ],
-        [
-            2.0 * (b * d - a * c),
-            2.0 * (c * d + a * b),
-            a * a + d * d - c * c - b * b,
-        ],
+        [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
+        [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
+        [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
     ];
     let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
     let zoom = [pixdim(h, 0), pixdim(h, 1), pixdim(h, 2) * qfac];
-    let offset = [
-        f64::from(h.quatern_x),
-        f64::from(h.quatern_y),
-        f64::from(h.quatern_z),
-    ];
+    let offset = [f64::from(h.quatern_x), f64::from(h.quatern_y), f64::from(h.quatern_z)];
     let mut m = identity();
     for row in 0..3 {
         for col in 0..3 {
@@ -116,8 +96,7 @@ pub fn affine_to_quaternion(m: &Affine) -> (f64, f64, f64, f64) {
             };
         }
     }
-    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
-        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
     let qfac = if det < 0.0 {
         for row in &mut r {
@@ -186,11 +165,7 @@ pub fn axcodes(m: &Affine) -> [char; 3] {
         if done[col] || used[row] || mag == 0.0 {
             continue;
         }
-        out[col] = if m[row][col] > 0.0 {
-            POS[row]
-        } else {
-            NEG[row]
-        };
+        out[col] = if m[row][col] > 0.0 { POS[row] } else { NEG[row] };
         done[col] = true;
         used[row] = true;
     }
@@ -240,26 +215,14 @@ mod tests {
             h.quatern_b = b as f32;
             h.quatern_c = c as f32;
             h.quatern_d = d as f32;
-            h.pixdim = [
-                qfac as f32,
-                s[0] as f32,
-                s[1] as f32,
-                s[2] as f32,
-                1.0,
-                1.0,
-                1.0,
-                1.0,
-            ];
+            h.pixdim = [qfac as f32, s[0] as f32, s[1] as f32, s[2] as f32, 1.0, 1.0, 1.0, 1.0];
             h.quatern_x = m[0][3] as f32;
             h.quatern_y = m[1][3] as f32;
             h.quatern_z = m[2][3] as f32;
             let back = qform_affine(&h);
             for r in 0..3 {
                 for c in 0..4 {
-                    assert!(
-                        (back[r][c] - m[r][c]).abs() < 1e-5,
-                        "{r},{c}: {back:?} vs {m:?}"
-                    );
+                    assert!((back[r][c] - m[r][c]).abs() < 1e-5, "{r},{c}: {back:?} vs {m:?}");
                 }
             }
         }

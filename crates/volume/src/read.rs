@@ -109,12 +109,7 @@ pub fn read_image(path: impl AsRef<Path>) -> Result<Image> {
 pub fn read_image_unchecked(path: impl AsRef<Path>) -> Result<Image> {
     let raw = read_raw(path.as_ref())?;
     let data = to_f32(&raw);
-    Ok(Volume {
-        data,
-        geometry: raw.geometry,
-        channels: raw.channels,
-        source: raw.source,
-    })
+    Ok(Volume { data, geometry: raw.geometry, channels: raw.channels, source: raw.source })
 }
 
 /// Read a label map as i32. Float files are accepted when every voxel is a whole number.
@@ -123,13 +118,7 @@ pub fn read_labels(path: impl AsRef<Path>) -> Result<LabelMap> {
     let raw = read_raw(path)?;
     let data = if raw.dtype.is_integer() && raw.scale.is_none() {
         to_i32_exact(&raw).ok_or_else(|| {
-            VolumeError::format(
-                path,
-                format!(
-                    "label values of type {} exceed the int32 range",
-                    raw.dtype.name()
-                ),
-            )
+            VolumeError::format(path, format!("label values of type {} exceed the int32 range", raw.dtype.name()))
         })?
     } else {
         let f = to_f32(&raw);
@@ -145,12 +134,7 @@ pub fn read_labels(path: impl AsRef<Path>) -> Result<LabelMap> {
         }
         out
     };
-    Ok(Volume {
-        data,
-        geometry: raw.geometry,
-        channels: raw.channels,
-        source: raw.source,
-    })
+    Ok(Volume { data, geometry: raw.geometry, channels: raw.channels, source: raw.source })
 }
 
 /// Read only the header of a file and return its source description, grid and channel count.
@@ -173,11 +157,7 @@ pub fn check_finite(img: &Image) -> Result<()> {
     let n = img.geometry.len().max(1);
     let (c, r) = (idx / n, idx % n);
     let first = [r % d[0], (r / d[0]) % d[1], r / (d[0] * d[1]), c];
-    Err(VolumeError::NonFinite {
-        path: img.source.path.clone().unwrap_or_default(),
-        count,
-        first,
-    })
+    Err(VolumeError::NonFinite { path: img.source.path.clone().unwrap_or_default(), count, first })
 }
 
 /// The header and data files behind a path.
@@ -188,106 +168,45 @@ struct Files {
 }
 
 fn lower_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default()
 }
 
 fn swap_suffix(path: &Path, from: &str, to: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let stem = &name[..name.len() - from.len()];
-    let upper = name[name.len() - from.len()..]
-        .chars()
-        .any(|c| c.is_ascii_uppercase());
-    path.with_file_name(format!(
-        "{stem}{}",
-        if upper {
-            to.to_uppercase()
-        } else {
-            to.to_string()
-        }
-    ))
+    let upper = name[name.len() - from.len()..].chars().any(|c| c.is_ascii_uppercase());
+    path.with_file_name(format!("{stem}{}", if upper { to.to_uppercase() } else { to.to_string() }))
 }
 
 fn resolve(path: &Path) -> Result<Files> {
     let name = lower_name(path);
     if !path.exists() {
-        return Err(VolumeError::io(
-            path,
-            std::io::Error::new(ErrorKind::NotFound, "no such file"),
-        ));
+        return Err(VolumeError::io(path, std::io::Error::new(ErrorKind::NotFound, "no such file")));
     }
     let pair = |hdr: PathBuf, img_candidates: [PathBuf; 2]| -> Result<Files> {
-        let data = img_candidates
-            .iter()
-            .find(|p| p.exists())
-            .cloned()
-            .ok_or_else(|| {
-                VolumeError::format(
-                    &hdr,
-                    format!(
-                        "image file of the pair is missing (looked for {})",
-                        img_candidates[0].display()
-                    ),
-                )
-            })?;
-        Ok(Files {
-            header: hdr,
-            data: Some(data),
-        })
-    };
-    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
-        Ok(Files {
-            header: path.to_path_buf(),
-            data: None,
-        })
-    } else if name.ends_with(".hdr") {
-        pair(
-            path.to_path_buf(),
-            [
-                swap_suffix(path, ".hdr", ".img"),
-                swap_suffix(path, ".hdr", ".img.gz"),
-            ],
-        )
-    } else if name.ends_with(".hdr.gz") {
-        pair(
-            path.to_path_buf(),
-            [
-                swap_suffix(path, ".hdr.gz", ".img.gz"),
-                swap_suffix(path, ".hdr.gz", ".img"),
-            ],
-        )
-    } else if name.ends_with(".img") || name.ends_with(".img.gz") {
-        let suffix = if name.ends_with(".img") {
-            ".img"
-        } else {
-            ".img.gz"
-        };
-        let hdrs = [
-            swap_suffix(path, suffix, ".hdr"),
-            swap_suffix(path, suffix, ".hdr.gz"),
-        ];
-        let header = hdrs.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+        let data = img_candidates.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
             VolumeError::format(
-                path,
-                format!(
-                    "header file of the pair is missing (looked for {})",
-                    hdrs[0].display()
-                ),
+                &hdr,
+                format!("image file of the pair is missing (looked for {})", img_candidates[0].display()),
             )
         })?;
-        Ok(Files {
-            header,
-            data: Some(path.to_path_buf()),
-        })
+        Ok(Files { header: hdr, data: Some(data) })
+    };
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        Ok(Files { header: path.to_path_buf(), data: None })
+    } else if name.ends_with(".hdr") {
+        pair(path.to_path_buf(), [swap_suffix(path, ".hdr", ".img"), swap_suffix(path, ".hdr", ".img.gz")])
+    } else if name.ends_with(".hdr.gz") {
+        pair(path.to_path_buf(), [swap_suffix(path, ".hdr.gz", ".img.gz"), swap_suffix(path, ".hdr.gz", ".img")])
+    } else if name.ends_with(".img") || name.ends_with(".img.gz") {
+        let suffix = if name.ends_with(".img") { ".img" } else { ".img.gz" };
+        let hdrs = [swap_suffix(path, suffix, ".hdr"), swap_suffix(path, suffix, ".hdr.gz")];
+        let header = hdrs.iter().find(|p| p.exists()).cloned().ok_or_else(|| {
+            VolumeError::format(path, format!("header file of the pair is missing (looked for {})", hdrs[0].display()))
+        })?;
+        Ok(Files { header, data: Some(path.to_path_buf()) })
     } else {
-        Err(VolumeError::format(
-            path,
-            "unknown file type: expected .nii, .nii.gz, .hdr/.img or .hdr.gz/.img.gz",
-        ))
+        Err(VolumeError::format(path, "unknown file type: expected .nii, .nii.gz, .hdr/.img or .hdr.gz/.img.gz"))
     }
 }
 
@@ -311,12 +230,7 @@ fn fill(reader: &mut dyn Read, buf: &mut [u8], path: &Path) -> Result<usize> {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             // A gzip stream cut short surfaces as UnexpectedEof: report the truncation exactly.
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => break,
-            Err(e) => {
-                return Err(VolumeError::format(
-                    path,
-                    format!("cannot decode file data: {e}"),
-                ))
-            }
+            Err(e) => return Err(VolumeError::format(path, format!("cannot decode file data: {e}"))),
         }
     }
     Ok(done)
@@ -335,30 +249,22 @@ fn parse_header(files: &Files, reader: &mut dyn Read) -> Result<Parsed> {
     let mut hb = [0u8; 348];
     let got = fill(reader, &mut hb, path)?;
     if got < 4 {
-        return Err(VolumeError::format(
-            path,
-            format!("file is empty or too short ({got} bytes) to hold a header"),
-        ));
+        return Err(VolumeError::format(path, format!("file is empty or too short ({got} bytes) to hold a header")));
     }
     let le = i32::from_le_bytes([hb[0], hb[1], hb[2], hb[3]]);
     let be = i32::from_be_bytes([hb[0], hb[1], hb[2], hb[3]]);
     if le == 540 || be == 540 {
         return Err(VolumeError::Unsupported {
             path: path.clone(),
-            what: "NIfTI-2 files (convert to NIfTI-1, e.g. with nibabel: nib.Nifti1Image(img.dataobj, img.affine))".into(),
+            what: "NIfTI-2 files (convert to NIfTI-1, e.g. with nibabel: nib.Nifti1Image(img.dataobj, img.affine))"
+                .into(),
         });
     }
     if le != 348 && be != 348 {
-        return Err(VolumeError::format(
-            path,
-            "not a NIfTI-1 or Analyze 7.5 file (sizeof_hdr is not 348)",
-        ));
+        return Err(VolumeError::format(path, "not a NIfTI-1 or Analyze 7.5 file (sizeof_hdr is not 348)"));
     }
     if got < 348 {
-        return Err(VolumeError::format(
-            path,
-            format!("header is truncated: {got} of 348 bytes"),
-        ));
+        return Err(VolumeError::format(path, format!("header is truncated: {got} of 348 bytes")));
     }
     let magic = [hb[344], hb[345], hb[346], hb[347]];
     let format = match (&magic, files.data.is_some()) {
@@ -388,10 +294,7 @@ fn parse_header(files: &Files, reader: &mut dyn Read) -> Result<Parsed> {
     }
     let ndim = usize::from(h.dim[0]);
     if !(1..=7).contains(&ndim) {
-        return Err(VolumeError::format(
-            path,
-            format!("dim[0] = {} is not in 1..=7", h.dim[0]),
-        ));
+        return Err(VolumeError::format(path, format!("dim[0] = {} is not in 1..=7", h.dim[0])));
     }
     let mut dims = [1usize; 3];
     let mut channels = 1usize;
@@ -408,32 +311,28 @@ fn parse_header(files: &Files, reader: &mut dyn Read) -> Result<Parsed> {
     }
     let dtype = DataType::from_code(h.datatype).ok_or_else(|| VolumeError::Unsupported {
         path: path.clone(),
-        what: format!("datatype code {} (supported: uint8, int8, int16, uint16, int32, uint32, int64, uint64, float32, float64)", h.datatype),
+        what: format!(
+            "datatype code {} (supported: uint8, int8, int16, uint16, int32, uint32, int64, uint64, float32, float64)",
+            h.datatype
+        ),
     })?;
     if h.bitpix != 0 && h.bitpix as usize != dtype.size() * 8 {
-        return Err(VolumeError::format(
-            path,
-            format!(
-                "bitpix {} does not match datatype {}",
-                h.bitpix,
-                dtype.name()
-            ),
-        ));
+        return Err(VolumeError::format(path, format!("bitpix {} does not match datatype {}", h.bitpix, dtype.name())));
     }
     let vox = f64::from(h.vox_offset);
     let offset = match format {
         FileFormat::Nifti1Single => {
             if !vox.is_finite() || vox < 348.0 || vox.fract() != 0.0 {
-                return Err(VolumeError::format(path, format!("vox_offset {vox} is invalid for a .nii file (must be a whole number ≥ 352)")));
+                return Err(VolumeError::format(
+                    path,
+                    format!("vox_offset {vox} is invalid for a .nii file (must be a whole number ≥ 352)"),
+                ));
             }
             vox as u64 - 348
         }
         _ => {
             if !vox.is_finite() || vox < 0.0 || vox.fract() != 0.0 {
-                return Err(VolumeError::format(
-                    path,
-                    format!("vox_offset {vox} is invalid"),
-                ));
+                return Err(VolumeError::format(path, format!("vox_offset {vox} is invalid")));
             }
             vox as u64
         }
@@ -443,38 +342,16 @@ fn parse_header(files: &Files, reader: &mut dyn Read) -> Result<Parsed> {
     let from_affine = affine_spacing(&affine);
     for a in 0..3 {
         let p = f64::from(h.pixdim[a + 1]).abs();
-        spacing[a] = if p.is_finite() && p > 0.0 {
-            p
-        } else {
-            from_affine[a]
-        };
+        spacing[a] = if p.is_finite() && p > 0.0 { p } else { from_affine[a] };
         if !(spacing[a].is_finite() && spacing[a] > 0.0) {
             return Err(VolumeError::format(
                 path,
-                format!(
-                    "voxel spacing along axis {a} is {} (pixdim and affine give none)",
-                    spacing[a]
-                ),
+                format!("voxel spacing along axis {a} is {} (pixdim and affine give none)", spacing[a]),
             ));
         }
     }
-    let source = Source {
-        path: Some(path.clone()),
-        format,
-        datatype: dtype.name(),
-        header: h,
-    };
-    Ok(Parsed {
-        source,
-        geometry: Geometry {
-            dims,
-            spacing,
-            affine,
-        },
-        channels,
-        dtype,
-        offset,
-    })
+    let source = Source { path: Some(path.clone()), format, datatype: dtype.name(), header: h };
+    Ok(Parsed { source, geometry: Geometry { dims, spacing, affine }, channels, dtype, offset })
 }
 
 fn read_raw(path: &Path) -> Result<Raw> {
@@ -490,18 +367,10 @@ fn read_raw(path: &Path) -> Result<Raw> {
     let nvox = parsed.geometry.len().checked_mul(parsed.channels);
     let expected = nvox
         .and_then(|n| n.checked_mul(parsed.dtype.size()))
-        .ok_or_else(|| {
-            VolumeError::format(
-                &files.header,
-                "header dimensions overflow the address space",
-            )
-        })?;
+        .ok_or_else(|| VolumeError::format(&files.header, "header dimensions overflow the address space"))?;
     // Skip the extensions (or, for pairs, any leading bytes of the .img).
-    let skipped = std::io::copy(
-        &mut (&mut data_reader).take(parsed.offset),
-        &mut std::io::sink(),
-    )
-    .map_err(|e| VolumeError::format(&data_path, format!("cannot decode file data: {e}")))?;
+    let skipped = std::io::copy(&mut (&mut data_reader).take(parsed.offset), &mut std::io::sink())
+        .map_err(|e| VolumeError::format(&data_path, format!("cannot decode file data: {e}")))?;
     let offset_total = parsed.offset + if files.data.is_none() { 348 } else { 0 };
     if skipped < parsed.offset {
         return Err(VolumeError::Truncated {
@@ -513,10 +382,7 @@ fn read_raw(path: &Path) -> Result<Raw> {
     }
     let mut bytes = Vec::new();
     bytes.try_reserve_exact(expected).map_err(|_| {
-        VolumeError::format(
-            &files.header,
-            format!("cannot allocate {expected} bytes for the voxel data"),
-        )
+        VolumeError::format(&files.header, format!("cannot allocate {expected} bytes for the voxel data"))
     })?;
     bytes.resize(expected, 0);
     let found = fill(&mut *data_reader, &mut bytes, &data_path)?;
@@ -531,13 +397,11 @@ fn read_raw(path: &Path) -> Result<Raw> {
     let h = &parsed.source.header;
     let slope = f64::from(h.scl_slope);
     let inter = f64::from(h.scl_inter);
-    let scale =
-        if slope != 0.0 && slope.is_finite() && inter.is_finite() && (slope != 1.0 || inter != 0.0)
-        {
-            Some((slope, inter))
-        } else {
-            None
-        };
+    let scale = if slope != 0.0 && slope.is_finite() && inter.is_finite() && (slope != 1.0 || inter != 0.0) {
+        Some((slope, inter))
+    } else {
+        None
+    };
     let little_endian = h.endianness == nifti::Endianness::Little;
     Ok(Raw {
         source: parsed.source,
@@ -555,19 +419,13 @@ const CHUNK: usize = 1 << 16;
 macro_rules! convert {
     ($raw:expr, $out:expr, $t:ty, $n:expr, $map:expr) => {{
         let le = $raw.little_endian;
-        $out.par_chunks_mut(CHUNK)
-            .zip($raw.bytes.par_chunks(CHUNK * $n))
-            .for_each(|(o, b)| {
-                for (dst, src) in o.iter_mut().zip(b.chunks_exact($n)) {
-                    let arr: [u8; $n] = src.try_into().unwrap_or([0; $n]);
-                    let v = if le {
-                        <$t>::from_le_bytes(arr)
-                    } else {
-                        <$t>::from_be_bytes(arr)
-                    };
-                    *dst = $map(v);
-                }
-            });
+        $out.par_chunks_mut(CHUNK).zip($raw.bytes.par_chunks(CHUNK * $n)).for_each(|(o, b)| {
+            for (dst, src) in o.iter_mut().zip(b.chunks_exact($n)) {
+                let arr: [u8; $n] = src.try_into().unwrap_or([0; $n]);
+                let v = if le { <$t>::from_le_bytes(arr) } else { <$t>::from_be_bytes(arr) };
+                *dst = $map(v);
+            }
+        });
     }};
 }
 
@@ -622,8 +480,7 @@ fn to_i32_exact(raw: &Raw) -> Option<Vec<i32>> {
         match raw.dtype {
             DataType::U32 => convert!(raw, big, u32, 4, |v: u32| i64::from(v)),
             DataType::I64 => convert!(raw, big, i64, 8, |v: i64| v),
-            DataType::U64 => convert!(raw, big, u64, 8, |v: u64| i64::try_from(v)
-                .unwrap_or(i64::MAX)),
+            DataType::U64 => convert!(raw, big, u64, 8, |v: u64| i64::try_from(v).unwrap_or(i64::MAX)),
             _ => {}
         }
         for (o, b) in out.iter_mut().zip(big) {

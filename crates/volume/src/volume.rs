@@ -23,11 +23,7 @@ impl Geometry {
         for (a, s) in spacing.iter().enumerate() {
             affine[a][a] = *s;
         }
-        Self {
-            dims,
-            spacing,
-            affine,
-        }
+        Self { dims, spacing, affine }
     }
 
     /// Number of voxels in one channel.
@@ -60,10 +56,7 @@ impl Geometry {
         }
         for a in 0..3 {
             if (self.spacing[a] - other.spacing[a]).abs() > tol {
-                return Some(format!(
-                    "spacing {:?} vs {:?} mm",
-                    self.spacing, other.spacing
-                ));
+                return Some(format!("spacing {:?} vs {:?} mm", self.spacing, other.spacing));
             }
         }
         for r in 0..3 {
@@ -128,14 +121,16 @@ impl FileFormat {
     }
 }
 
+impl Source {
+    /// True when the file stored its header and voxels little-endian.
+    pub fn little_endian(&self) -> bool {
+        self.header.endianness == nifti::Endianness::Little
+    }
+}
+
 impl Default for Source {
     fn default() -> Self {
-        Self {
-            path: None,
-            format: FileFormat::Memory,
-            datatype: "none",
-            header: nifti::NiftiHeader::default(),
-        }
+        Self { path: None, format: FileFormat::Memory, datatype: "none", header: nifti::NiftiHeader::default() }
     }
 }
 
@@ -169,12 +164,7 @@ impl<T: Copy> Volume<T> {
                 geometry.len() * channels
             )));
         }
-        Ok(Self {
-            data,
-            geometry,
-            channels,
-            source: Source::default(),
-        })
+        Ok(Self { data, geometry, channels, source: Source::default() })
     }
 
     /// The voxel values of channel `c`.

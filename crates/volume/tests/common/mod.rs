@@ -12,14 +12,8 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
         return Some(root);
     }
     if std::env::var("MAGSEG_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
-        panic!(
-            "{test}: ../shared/data is required (MAGSEG_REQUIRE_SHARED=1) but {} is missing",
-            root.display()
-        );
+        panic!("{test}: ../shared/data is required (MAGSEG_REQUIRE_SHARED=1) but {} is missing", root.display());
     }
-    eprintln!(
-        "SKIPPED {test}: ../shared/data not found at {}",
-        root.display()
-    );
+    eprintln!("SKIPPED {test}: ../shared/data not found at {}", root.display());
     None
 }
