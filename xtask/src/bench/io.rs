@@ -30,8 +30,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let ds = discover(&case_dir).map_err(|e| e.to_string())?;
     let case = ds.cases.first().ok_or("no case found")?.clone();
-    let mut files: Vec<PathBuf> = case.modalities.iter().map(|m| m.path.clone()).collect();
-    files.extend(case.label.iter().cloned());
+    // Distinct files only: an MSD case lists its one 4-D image once per modality.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for p in case.modalities.iter().map(|m| &m.path).chain(case.label.iter()) {
+        if !files.contains(p) {
+            files.push(p.clone());
+        }
+    }
     let py = peers::python(peers::LIGHT, "numpy, nibabel")?;
     let script = peers::root().join("xtask/peers/io_peer.py");
     println!(
