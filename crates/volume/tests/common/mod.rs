@@ -14,6 +14,8 @@ pub fn shared_data(test: &str) -> Option<PathBuf> {
     if std::env::var("MAGSEG_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
         panic!("{test}: ../shared/data is required (MAGSEG_REQUIRE_SHARED=1) but {} is missing", root.display());
     }
-    eprintln!("SKIPPED {test}: ../shared/data not found at {}", root.display());
+    // Written to the real stderr, not through eprintln!, so the test harness's capture does not hide it.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: ../shared/data not found at {}", root.display());
     None
 }
