@@ -4,8 +4,10 @@ mod bench;
 mod peers;
 mod tidy;
 
-const USAGE: &str = "usage: cargo xtask <command>
+/// Usage text.
+pub const USAGE: &str = "usage: cargo xtask <command>
   bench io [--case DIR] [--rounds N] [--reps N]   load a BraTS case: magseg vs nibabel
+  bench metrics [--reps N] [--seg FILE]          EDT vs scipy, HD95 vs MONAI and MedPy
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {

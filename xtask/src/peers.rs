@@ -3,8 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Pinned peer packages for IO and metrics benchmarks.
-pub const LIGHT: &[&str] = &["numpy==2.4.6", "nibabel==5.4.2"];
+/// Pinned peer packages for IO benchmarks and golden files.
+pub const LIGHT: &[&str] = &["numpy==2.4.6", "nibabel==5.4.2", "scipy==1.17.1", "MedPy==0.5.2"];
+/// Pinned peer packages that need PyTorch (about 6 GB): MONAI metrics and models.
+pub const TORCH: &[&str] = &[
+    "numpy==2.4.6",
+    "nibabel==5.4.2",
+    "scipy==1.17.1",
+    "MedPy==0.5.2",
+    "torch==2.15.0",
+    "monai==1.6.1",
+    "einops==0.8.2",
+];
 
 /// The workspace root (the folder holding xtask/).
 pub fn root() -> PathBuf {

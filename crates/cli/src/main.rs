@@ -1,6 +1,8 @@
 //! The `magseg` command-line program: argument parsing, logging set-up, progress bars and exit codes.
 
+mod evaluate;
 mod inspect;
+mod pairing;
 mod phantom;
 
 use std::process::ExitCode;
@@ -24,6 +26,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Generate deterministic synthetic multi-modal brain-tumour cases in the BraTS layout.
     Phantom(phantom::Args),
+    /// Score predicted label maps against references: Dice, HD95 and ASSD per case and region.
+    Evaluate(evaluate::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(&a),
         Command::Phantom(a) => phantom::run(&a),
+        Command::Evaluate(a) => evaluate::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! `cargo xtask bench <what>`: side-by-side timings against peer tools in one run on one machine.
 
 mod io;
+mod metrics;
 
 /// Median of a non-empty list of seconds.
 pub fn median(v: &[f64]) -> f64 {
@@ -16,7 +17,8 @@ pub fn median(v: &[f64]) -> f64 {
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("io") => io::run(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark '{other}' (known: io)")),
-        None => Err("usage: cargo xtask bench io [--case DIR] [--rounds N] [--reps N]".into()),
+        Some("metrics") => metrics::run(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark '{other}' (known: io, metrics)")),
+        None => Err(crate::USAGE.into()),
     }
 }
