@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 use magseg_metrics::{evaluate_labels, summarize, BothEmpty, Connectivity, EvalOptions, Grid, Hd95Convention};
 use magseg_metrics::{RegionMetrics, RegionSummary};
-use magseg_volume::labels::LabelPreset;
+use magseg_volume::labels::{LabelPreset, Region};
 use magseg_volume::{read_labels, LabelMap};
 use serde::Serialize;
 
@@ -48,6 +48,10 @@ pub struct Args {
     /// Evaluate only the reference cases that have a prediction (default: a missing one is an error).
     #[arg(long)]
     allow_missing: bool,
+    /// Also score every single label value (regions named L<value>, e.g. L1, L2, L4) besides the
+    /// preset's regions.
+    #[arg(long)]
+    per_label: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -96,11 +100,20 @@ fn is_stdout(p: &Path) -> bool {
 /// Run the command.
 pub fn run(a: &Args) -> CliResult {
     let pairing = pair(&a.pred, &a.reference)?;
-    let preset = match (&a.labels, &pairing.preset) {
+    let mut preset = match (&a.labels, &pairing.preset) {
         (Some(name), _) => LabelPreset::named(name)?,
         (None, Some(p)) => p.clone(),
         (None, None) => LabelPreset::named("brats")?,
     };
+    if a.per_label && !preset.nonzero_is_foreground {
+        let singles: Vec<Region> = preset
+            .classes
+            .iter()
+            .filter(|(v, _)| *v != 0)
+            .map(|(v, _)| Region { name: format!("L{v}"), labels: vec![*v] })
+            .collect();
+        preset.regions.extend(singles);
+    }
     if !pairing.missing_pred.is_empty() {
         let msg = format!(
             "{} reference case(s) have no prediction in {}: {}",

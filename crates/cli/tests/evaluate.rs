@@ -71,6 +71,11 @@ fn brats_seg_against_itself_and_a_shifted_copy() {
     )
     .unwrap();
     let expected = &golden["brats_shift"]["regions"];
+    let v = json(&magseg(&["evaluate", "--pred", s(&pred), "--ref", s(&seg), "--per-label", "--json", "-"]));
+    let names: Vec<&String> = v["cases"][0]["regions"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["ET", "L1", "L2", "L4", "TC", "WT"]);
+    // ET is exactly label 4.
+    assert_eq!(v["cases"][0]["regions"]["L4"], v["cases"][0]["regions"]["ET"]);
     for (conv, key) in [("monai", "hd95_monai"), ("pooled", "hd95_pooled")] {
         let v = json(&magseg(&["evaluate", "--pred", s(&pred), "--ref", s(&seg), "--hd95", conv, "--json", "-"]));
         assert_eq!(v["hd95_convention"], conv);

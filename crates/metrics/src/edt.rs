@@ -104,18 +104,14 @@ pub(crate) fn distances_at(features: &[bool], query: &[bool], dims: [usize; 3], 
             if sc.q.len() < n {
                 sc.q.resize(n, false);
             }
-            // Line-major gathers of the distances and the query flags, in cache-line tiles.
-            for k0 in (0..nz).step_by(TILE) {
-                for i0 in (0..nx).step_by(TILE) {
-                    let i1 = (i0 + TILE).min(nx);
-                    for (k, r) in rows.clone().enumerate().skip(k0).take(TILE) {
-                        for i in i0..i1 {
-                            sc.a[i * nz + k] = d2[r + i];
-                            sc.q[i * nz + k] = query[r + i];
-                        }
-                    }
+            // Line-major gathers of the distances and the query flags.
+            tiles(nx, nz, |k, cols| {
+                let r = nx * j + plane * k;
+                for i in cols {
+                    sc.a[i * nz + k] = d2[r + i];
+                    sc.q[i * nz + k] = query[r + i];
                 }
-            }
+            });
             for i in 0..nx {
                 let q = &sc.q[i * nz..(i + 1) * nz];
                 if !q.iter().fold(false, |a, b| a | b) {
@@ -169,30 +165,24 @@ fn pass_k(out: &mut [f32], dims: [usize; 3], s: f64, root: bool) {
     }
     rows.into_par_iter().for_each_init(Scratch::default, |sc, mut krows| {
         let (a, b, env) = sc.sized(nx * nz);
-        for k0 in (0..nz).step_by(TILE) {
-            for i0 in (0..nx).step_by(TILE) {
-                let i1 = (i0 + TILE).min(nx);
-                for (k, row) in krows.iter().enumerate().skip(k0).take(TILE) {
-                    for (i, &x) in (i0..i1).zip(&row[i0..i1]) {
-                        a[i * nz + k] = x;
-                    }
-                }
-            }
-        }
+        tiles(nx, nz, |k, cols| cols.for_each(|i| a[i * nz + k] = krows[k][i]));
         for (li, lo) in a.chunks(nz).zip(b.chunks_mut(nz)) {
             if envelope(li, s, lo, env) && root {
                 lo.iter_mut().for_each(|v| *v = v.sqrt());
             }
         }
-        for k0 in (0..nz).step_by(TILE) {
-            for i0 in (0..nx).step_by(TILE) {
-                let i1 = (i0 + TILE).min(nx);
-                for (k, row) in krows.iter_mut().enumerate().skip(k0).take(TILE) {
-                    for (i, x) in (i0..i1).zip(&mut row[i0..i1]) {
-                        *x = b[i * nz + k];
-                    }
-                }
+        tiles(nx, nz, |k, cols| cols.for_each(|i| krows[k][i] = b[i * nz + k]));
+    });
+}
+
+/// Visit an `nz × nx` block (rows k of length nx) in cache-line tiles: `f(k, columns)` for every row
+/// and tile of `TILE` columns, so that line-major gathers and scatters touch whole cache lines.
+fn tiles(nx: usize, nz: usize, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
+    for k0 in (0..nz).step_by(TILE) {
+        for i0 in (0..nx).step_by(TILE) {
+            for k in k0..(k0 + TILE).min(nz) {
+                f(k, i0..(i0 + TILE).min(nx));
             }
         }
-    });
+    }
 }
