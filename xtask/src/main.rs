@@ -8,6 +8,7 @@ mod tidy;
 pub const USAGE: &str = "usage: cargo xtask <command>
   bench io [--case DIR] [--rounds N] [--reps N]   load a BraTS case: magseg vs nibabel
   bench metrics [--reps N] [--seg FILE]          EDT vs scipy, HD95 vs MONAI and MedPy
+  bench ops [--reps N]                           conv3d / conv_transpose3d vs PyTorch (CPU)
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {

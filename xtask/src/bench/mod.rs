@@ -2,6 +2,7 @@
 
 mod io;
 mod metrics;
+mod ops;
 
 /// Median of a non-empty list of seconds.
 pub fn median(v: &[f64]) -> f64 {
@@ -18,7 +19,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some("io") => io::run(&args[1..]),
         Some("metrics") => metrics::run(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark '{other}' (known: io, metrics)")),
+        Some("ops") => ops::run(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark '{other}' (known: io, metrics, ops)")),
         None => Err(crate::USAGE.into()),
     }
 }

@@ -1,0 +1,97 @@
+//! Argument checks shared by the public entry points and the custom ops: ranks, dtypes, devices,
+//! and typed access to CPU storages (dispatch on dtype).
+
+use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
+
+use crate::KernelsError;
+
+/// Dtypes with a CPU implementation.
+pub(crate) const SUPPORTED: &str = "f32";
+
+/// The five dimensions of a rank-5 tensor, or a rank error.
+pub(crate) fn dims5(op: &'static str, what: &'static str, t: &Tensor) -> Result<[usize; 5], KernelsError> {
+    match *t.dims() {
+        [a, b, c, d, e] => Ok([a, b, c, d, e]),
+        _ => Err(KernelsError::Rank { op, what, expected: "5", shape: t.dims().to_vec() }),
+    }
+}
+
+/// Both tensors share one dtype, which is supported, and one device, which is supported.
+pub(crate) fn same_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(), KernelsError> {
+    if a.dtype() != b.dtype() {
+        return Err(KernelsError::DtypeMismatch {
+            op,
+            lhs: a.dtype().as_str().to_string(),
+            rhs: b.dtype().as_str().to_string(),
+        });
+    }
+    if a.dtype() != DType::F32 {
+        return Err(KernelsError::Dtype { op, dtype: a.dtype().as_str().to_string(), supported: SUPPORTED });
+    }
+    if !a.device().same_device(b.device()) {
+        return Err(KernelsError::Shape {
+            op,
+            msg: format!(
+                "tensors live on different devices ({:?} and {:?})",
+                a.device().location(),
+                b.device().location()
+            ),
+        });
+    }
+    supported_device(op, a.device())
+}
+
+/// Only the CPU has kernels so far; a CUDA `cuda_fwd` will lift this.
+pub(crate) fn supported_device(op: &'static str, d: &Device) -> Result<(), KernelsError> {
+    if d.is_cpu() {
+        Ok(())
+    } else {
+        Err(KernelsError::Device { op, device: format!("{:?}", d.location()) })
+    }
+}
+
+/// A bias of shape `(c,)` with the dtype and device of `like`.
+pub(crate) fn check_channel_vec(
+    op: &'static str,
+    what: &'static str,
+    v: &Tensor,
+    c: usize,
+    like: &Tensor,
+) -> Result<(), KernelsError> {
+    if v.dims() != [c] {
+        return Err(KernelsError::Shape { op, msg: format!("{what} must have shape [{c}], got {:?}", v.dims()) });
+    }
+    same_dtype_device(op, like, v)
+}
+
+/// The f32 data of a contiguous CPU storage, or a dtype/layout error.
+pub(crate) fn f32_data<'a>(
+    op: &'static str,
+    s: &'a CpuStorage,
+    l: &Layout,
+    dims: &[usize],
+) -> Result<&'a [f32], KernelsError> {
+    let v = match s {
+        CpuStorage::F32(v) => v,
+        other => {
+            return Err(KernelsError::Dtype {
+                op,
+                dtype: candle_core::backend::BackendStorage::dtype(other).as_str().to_string(),
+                supported: SUPPORTED,
+            })
+        }
+    };
+    if l.dims() != dims {
+        return Err(KernelsError::Shape {
+            op,
+            msg: format!("expected an operand of shape {dims:?}, got {:?}", l.dims()),
+        });
+    }
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| KernelsError::Layout { op, msg: "operand is not contiguous".to_string() })?;
+    v.get(start..end).ok_or_else(|| KernelsError::Layout {
+        op,
+        msg: format!("layout {start}..{end} outside a storage of {}", v.len()),
+    })
+}

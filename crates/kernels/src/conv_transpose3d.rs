@@ -1,0 +1,115 @@
+//! `conv_transpose3d` (padding 0, any kernel and stride) as a custom op reusing the conv3d passes.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+
+use crate::check::{check_channel_vec, dims5, f32_data, same_dtype_device};
+use crate::conv3d::run_f32;
+use crate::{cpu, Conv3d, Conv3dBackwardWeight, Conv3dGeometry, KernelsError};
+
+/// Transposed 3-D convolution as PyTorch's `conv_transpose3d` with padding 0, output padding 0,
+/// dilation 1, groups 1: `x (N, Ci, D, H, W)`, `w (Ci, Co, kD, kH, kW)`, optional `bias (Co,)`;
+/// returns `(N, Co, (D−1)·sD + kD, (H−1)·sH + kH, (W−1)·sW + kW)`. Differentiable in `x`, `w` and
+/// `bias`. Kernel 2 stride 2 is UNETR's up-sampling; any kernel and stride work.
+///
+/// Bad shapes, dtypes or strides return an error wrapping [`KernelsError`]. Supported: f32 on the
+/// CPU.
+pub fn conv_transpose3d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [usize; 3],
+) -> candle_core::Result<Tensor> {
+    let _span = tracing::debug_span!("conv_transpose3d", x = ?x.dims(), w = ?w.dims(), ?stride).entered();
+    let g = transpose_geometry(x, w, bias, stride)?;
+    let y = x.contiguous()?.apply_op2(&w.contiguous()?, ConvTranspose3d { geometry: g })?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, g.in_channels, 1, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// The geometry of the convolution whose backward-data pass is this transposed convolution.
+fn transpose_geometry(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [usize; 3],
+) -> Result<Conv3dGeometry, KernelsError> {
+    let op = "conv_transpose3d";
+    let [n, ci, d, h, wd] = dims5(op, "input", x)?;
+    let [wci, co, kd, kh, kw] = dims5(op, "weight", w)?;
+    same_dtype_device(op, x, w)?;
+    if wci != ci {
+        return Err(KernelsError::Shape {
+            op,
+            msg: format!("input has {ci} channels but the weight {:?} (Ci, Co, kD, kH, kW) expects {wci}", w.dims()),
+        });
+    }
+    if let Some(b) = bias {
+        check_channel_vec(op, "bias", b, co, x)?;
+    }
+    if stride.contains(&0) {
+        return Err(KernelsError::Config {
+            op,
+            msg: format!("stride must be at least 1 on every axis, got {stride:?}"),
+        });
+    }
+    let k = [kd, kh, kw];
+    let i = [d, h, wd];
+    if i.contains(&0) || k.contains(&0) {
+        return Err(KernelsError::Shape {
+            op,
+            msg: format!("input size {i:?} and kernel size {k:?} must be positive"),
+        });
+    }
+    let out = [0, 1, 2].map(|a| (i[a] - 1) * stride[a] + k[a]);
+    Conv3dGeometry::new(n, co, ci, out, k, stride, [0; 3])
+}
+
+/// The custom op of [`conv_transpose3d()`]: arguments (input, weight), result the output (no bias).
+///
+/// `geometry` describes the *forward convolution* that maps this op's output back to its input:
+/// its input is this op's output (`in_channels` = Co), its output this op's input
+/// (`out_channels` = Ci), and its weight has this op's weight layout `(Ci, Co, k…)`. So the forward
+/// pass is conv3d's backward-data, the input gradient is a conv3d of the output gradient, and the
+/// weight gradient is conv3d's backward-weight with the output gradient in the input's role.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvTranspose3d {
+    /// The sizes of the corresponding forward convolution (see the type's docs).
+    pub geometry: Conv3dGeometry,
+}
+
+impl CustomOp2 for ConvTranspose3d {
+    fn name(&self) -> &'static str {
+        "conv-transpose3d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        let _span = tracing::trace_span!("conv_transpose3d_cpu_fwd", ?g).entered();
+        let x = f32_data(self.name(), s1, l1, &g.output_shape())?;
+        let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
+        run_f32(g.input_len(), g.input_shape(), |y| cpu::conv3d_backward_data_f32(g, x, w, y))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = self.geometry;
+        let grad = grad.contiguous()?;
+        // Only what the graph needs (see `Conv3d::bwd`).
+        let dx = x.track_op().then(|| grad.apply_op2_no_bwd(w, &Conv3d { geometry: g })).transpose()?;
+        let dw = w.track_op().then(|| grad.apply_op2_no_bwd(x, &Conv3dBackwardWeight { geometry: g })).transpose()?;
+        Ok((dx, dw))
+    }
+}
