@@ -1,5 +1,10 @@
 //! `cargo xtask`: project automation — benchmarks side by side with peer tools, architecture checks.
 
+/// The allocator magseg's binaries use: large tensors are reused instead of being mapped afresh (and
+/// page-faulted in) on every allocation, as glibc's malloc does above its mmap threshold.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod peers;
 mod tidy;
@@ -9,6 +14,7 @@ pub const USAGE: &str = "usage: cargo xtask <command>
   bench io [--case DIR] [--rounds N] [--reps N]   load a BraTS case: magseg vs nibabel
   bench metrics [--reps N] [--seg FILE]          EDT vs scipy, HD95 vs MONAI and MedPy
   bench ops [--reps N]                           conv3d / conv_transpose3d vs PyTorch (CPU)
+  bench model [--reps N] [--roi 96]              UNETR and MAG-MS forward vs MONAI / PyTorch (CPU)
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {

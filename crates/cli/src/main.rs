@@ -1,5 +1,10 @@
 //! The `magseg` command-line program: argument parsing, logging set-up, progress bars and exit codes.
 
+/// Large tensors and volumes are reused by mimalloc instead of being mapped afresh (and page-faulted
+/// in) on every allocation, as glibc's malloc does above its mmap threshold.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod evaluate;
 mod inspect;
 mod pairing;

@@ -2,6 +2,7 @@
 
 mod io;
 mod metrics;
+mod model;
 mod ops;
 
 /// Median of a non-empty list of seconds.
@@ -20,7 +21,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Some("io") => io::run(&args[1..]),
         Some("metrics") => metrics::run(&args[1..]),
         Some("ops") => ops::run(&args[1..]),
-        Some(other) => Err(format!("unknown benchmark '{other}' (known: io, metrics, ops)")),
+        Some("model") => model::run(&args[1..]),
+        Some(other) => Err(format!("unknown benchmark '{other}' (known: io, metrics, ops, model)")),
         None => Err(crate::USAGE.into()),
     }
 }

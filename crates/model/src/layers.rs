@@ -1,0 +1,147 @@
+//! Parameterised layers (3-D convolutions, linear, layer norm, instance norm) built on a candle
+//! `VarBuilder`, with PyTorch parameter shapes and names (`weight`, `bias`).
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+use magseg_kernels::{conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
+
+use crate::Result;
+
+/// PyTorch's default initialisation bound for weights and biases, `1/sqrt(fan_in)`.
+fn uniform(fan_in: usize) -> Init {
+    let b = 1.0 / (fan_in.max(1) as f64).sqrt();
+    Init::Uniform { lo: -b, up: b }
+}
+
+/// A 3-D convolution with a cubic kernel: `weight (Co, Ci, k, k, k)`, optional `bias (Co,)`.
+#[derive(Debug, Clone)]
+pub struct Conv3d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    cfg: Conv3dConfig,
+}
+
+impl Conv3d {
+    /// Creates (or fetches) `weight` and, with `bias`, `bias` under `vb`; stride 1 and padding
+    /// `k / 2` keep the spatial size for odd `k`.
+    pub fn new(vb: VarBuilder, cin: usize, cout: usize, k: usize, bias: bool) -> Result<Self> {
+        let fan_in = cin * k * k * k;
+        let weight = vb.get_with_hints((cout, cin, k, k, k), "weight", uniform(fan_in))?;
+        let bias = if bias { Some(vb.get_with_hints(cout, "bias", uniform(fan_in))?) } else { None };
+        Ok(Self { weight, bias, cfg: Conv3dConfig { stride: [1; 3], padding: [k / 2; 3] } })
+    }
+
+    /// Applies the convolution to `x (N, Ci, D, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(conv3d(x, &self.weight, self.bias.as_ref(), self.cfg)?)
+    }
+}
+
+/// A transposed 3-D convolution with kernel = stride = `k` (UNETR's up-sampling): `weight
+/// (Ci, Co, k, k, k)`, optional `bias (Co,)`.
+#[derive(Debug, Clone)]
+pub struct ConvTranspose3d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: [usize; 3],
+}
+
+impl ConvTranspose3d {
+    /// Creates (or fetches) `weight` and, with `bias`, `bias` under `vb`.
+    pub fn new(vb: VarBuilder, cin: usize, cout: usize, k: usize, bias: bool) -> Result<Self> {
+        // PyTorch computes the fan-in of a transposed convolution's weight from dim 1 (Co).
+        let fan_in = cout * k * k * k;
+        let weight = vb.get_with_hints((cin, cout, k, k, k), "weight", uniform(fan_in))?;
+        let bias = if bias { Some(vb.get_with_hints(cout, "bias", uniform(fan_in))?) } else { None };
+        Ok(Self { weight, bias, stride: [k; 3] })
+    }
+
+    /// Applies the transposed convolution to `x (N, Ci, D, H, W)`: `(N, Co, k·D, k·H, k·W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(conv_transpose3d(x, &self.weight, self.bias.as_ref(), self.stride)?)
+    }
+}
+
+/// A linear layer `y = x Wᵀ + b` with `weight (out, in)`, initialised as MONAI's ViT does
+/// (normal, std 0.02; bias 0).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+}
+
+impl Linear {
+    /// Creates (or fetches) `weight` and, with `bias`, `bias` under `vb`.
+    pub fn new(vb: VarBuilder, din: usize, dout: usize, bias: bool) -> Result<Self> {
+        let weight = vb.get_with_hints((dout, din), "weight", Init::Randn { mean: 0.0, stdev: 0.02 })?;
+        let bias = if bias { Some(vb.get_with_hints(dout, "bias", Init::Const(0.0))?) } else { None };
+        Ok(Self { inner: candle_nn::Linear::new(weight, bias) })
+    }
+
+    /// Applies the layer over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.inner.forward(x)?)
+    }
+}
+
+/// PyTorch's `nn.LayerNorm(dim)` (eps 1e-5, affine), computed with candle's differentiable
+/// `layer_norm_slow` (candle's fast `LayerNorm` gives no gradients).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl LayerNorm {
+    /// Creates (or fetches) `weight` (ones) and `bias` (zeros) under `vb`.
+    pub fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
+        let weight = vb.get_with_hints(dim, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(dim, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias })
+    }
+
+    /// Normalises over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)?)
+    }
+}
+
+/// PyTorch's `InstanceNorm3d(c, eps=1e-5, affine=True)`: `weight` (ones) and `bias` (zeros).
+#[derive(Debug, Clone)]
+pub struct AffineInstanceNorm {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl AffineInstanceNorm {
+    /// Creates (or fetches) `weight` and `bias` of shape `(c,)` under `vb`.
+    pub fn new(vb: VarBuilder, c: usize) -> Result<Self> {
+        let weight = vb.get_with_hints(c, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(c, "bias", Init::Const(0.0))?;
+        Ok(Self { weight, bias })
+    }
+
+    /// Normalises each (n, c) volume of `x (N, C, D, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(instance_norm(x, Some(&self.weight), Some(&self.bias), 1e-5)?)
+    }
+}
+
+/// MONAI's `"instance"` norm: `InstanceNorm3d(affine=False)`, eps 1e-5, no parameters.
+pub fn instance_norm_plain(x: &Tensor) -> Result<Tensor> {
+    Ok(instance_norm(x, None, None, 1e-5)?)
+}
+
+/// Leaky ReLU, `max(x, 0) + slope · min(x, 0)`.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    Ok(candle_nn::ops::leaky_relu(x, slope)?)
+}
+
+/// 2×2×2 max pooling with stride 2 of `x (N, C, D, H, W)`; every spatial size must be even.
+pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, d, h, w) = x.dims5()?;
+    if d % 2 != 0 || h % 2 != 0 || w % 2 != 0 {
+        return Err(crate::ModelError::Input(format!("max pooling needs even sizes, got {d}×{h}×{w}")));
+    }
+    let x = x.reshape(vec![n, c, d / 2, 2, h / 2, 2, w / 2, 2])?;
+    Ok(x.max(7)?.max(5)?.max(3)?)
+}

@@ -1,0 +1,237 @@
+//! The MAG-MS network: one single-channel encoder per modality, bias-free 1×1×1 fusion
+//! convolutions on each encoder feature, mean fusion over the modalities present, and one shared
+//! decoder that decodes the fused features and, in training, each modality's own features.
+//!
+//! Parameter names: `encoders.{m}.<backbone encoder>` (UNETR: `vit.…`, `encoder1.…`; U-Net:
+//! `blocks.…`), `encoders.{m}.fusion.{l}.weight`, `decoder.<backbone decoder>` (UNETR:
+//! `decoder5.…`, `out.…`; U-Net: `up.…`, `blocks.…`, `out.…`).
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::layers::Conv3d;
+use crate::unet::{UnetDecoder, UnetEncoder};
+use crate::unetr::{UnetrDecoder, UnetrEncoder};
+use crate::{check_input, is_unused_parameter, MagMsConfig, ModelError, ModelKind, Result};
+
+/// A backbone encoder.
+#[derive(Debug, Clone)]
+enum Backbone {
+    Unetr(Box<UnetrEncoder>),
+    Unet(UnetEncoder),
+}
+
+/// A backbone decoder.
+#[derive(Debug, Clone)]
+enum SharedDecoder {
+    Unetr(Box<UnetrDecoder>),
+    Unet(UnetDecoder),
+}
+
+/// One modality's encoder and its fusion convolutions.
+#[derive(Debug, Clone)]
+struct ModalityEncoder {
+    backbone: Backbone,
+    fusion: Vec<Conv3d>,
+}
+
+/// One modality's training outputs.
+#[derive(Debug, Clone)]
+pub struct ModalityOutput {
+    /// The modality's index in [`MagMsConfig::modalities`].
+    pub modality: usize,
+    /// The shared decoder's logits from this modality's features alone, `(B, classes, D, H, W)`.
+    pub logits: Tensor,
+    /// The modality's fusion-conv feature maps, finest first (5 for UNETR, 4 for U-Net).
+    pub features: Vec<Tensor>,
+}
+
+/// What [`MagMs::forward`] returns.
+#[derive(Debug, Clone)]
+pub struct MagMsOutput {
+    /// Logits decoded from the fused features, `(B, classes, D, H, W)`.
+    pub fused: Tensor,
+    /// Training only (empty in inference): each present modality's outputs, in modality order.
+    pub modalities: Vec<ModalityOutput>,
+    /// Training only (empty in inference): the fused feature maps (the mean of the present
+    /// modalities' fusion-conv features), finest first.
+    pub fused_features: Vec<Tensor>,
+}
+
+/// The modality-agnostic MAG-MS network (f32), with its parameters in one [`VarMap`].
+#[derive(Clone)]
+pub struct MagMs {
+    config: MagMsConfig,
+    varmap: VarMap,
+    device: Device,
+    encoders: Vec<ModalityEncoder>,
+    decoder: SharedDecoder,
+}
+
+impl std::fmt::Debug for MagMs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MagMs").field("config", &self.config).field("parameters", &self.num_parameters()).finish()
+    }
+}
+
+impl MagMs {
+    /// Builds a freshly initialised network on `device` (validating `config`).
+    pub fn new(config: MagMsConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let channels = config.feature_channels();
+        let mut encoders = Vec::with_capacity(config.modalities.len());
+        for m in 0..config.modalities.len() {
+            let e = vb.pp("encoders").pp(m);
+            let backbone = match config.kind {
+                ModelKind::Unetr => Backbone::Unetr(Box::new(UnetrEncoder::new(e.clone(), config.unetr_config())?)),
+                ModelKind::Unet => Backbone::Unet(UnetEncoder::new(e.clone(), 1, config.unet_base_channels)?),
+            };
+            let fusion = channels
+                .iter()
+                .enumerate()
+                .map(|(l, &c)| Conv3d::new(e.pp("fusion").pp(l), c, c, 1, false))
+                .collect::<Result<Vec<_>>>()?;
+            encoders.push(ModalityEncoder { backbone, fusion });
+        }
+        let d = vb.pp("decoder");
+        let decoder = match config.kind {
+            ModelKind::Unetr => SharedDecoder::Unetr(Box::new(UnetrDecoder::new(d, config.unetr_config())?)),
+            ModelKind::Unet => {
+                SharedDecoder::Unet(UnetDecoder::new(d, config.unet_base_channels, config.out_channels)?)
+            }
+        };
+        Ok(Self { config, varmap, device: device.clone(), encoders, decoder })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MagMsConfig {
+        &self.config
+    }
+
+    /// All parameters by name (including MONAI's unused `norm_cross_attn` LayerNorms).
+    pub fn varmap(&self) -> &VarMap {
+        &self.varmap
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Every parameter with its name, sorted by name.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        named_vars(&self.varmap)
+    }
+
+    /// The parameters an optimiser should update, sorted by name: all but the unused ones
+    /// (see [`is_unused_parameter`]).
+    pub fn trainable_vars(&self) -> Vec<(String, Var)> {
+        self.named_vars().into_iter().filter(|(n, _)| !is_unused_parameter(n)).collect()
+    }
+
+    /// Number of scalar parameters (all of them, as PyTorch's `parameters()` counts).
+    pub fn num_parameters(&self) -> usize {
+        count_parameters(&self.varmap)
+    }
+
+    /// Modality `m`'s fusion-conv features for `x (B, 1, patch_size)`.
+    pub fn encode(&self, m: usize, x: &Tensor) -> Result<Vec<Tensor>> {
+        let enc = self.encoders.get(m).ok_or_else(|| {
+            ModelError::Input(format!("modality index {m} out of range (the model has {})", self.encoders.len()))
+        })?;
+        check_input(x, 1, self.config.patch_size)?;
+        let feats = match &enc.backbone {
+            Backbone::Unetr(e) => e.forward(x)?,
+            Backbone::Unet(e) => e.forward(x)?,
+        };
+        feats.iter().zip(&enc.fusion).map(|(f, conv)| conv.forward(f)).collect()
+    }
+
+    /// Decodes (fused or single-modality) features into logits with the shared decoder.
+    pub fn decode(&self, features: &[Tensor]) -> Result<Tensor> {
+        match &self.decoder {
+            SharedDecoder::Unetr(d) => d.forward(features),
+            SharedDecoder::Unet(d) => d.forward(features),
+        }
+    }
+
+    /// Runs the network on the modalities present: `inputs[m]` is modality `m`'s image
+    /// `(B, 1, patch_size)` or `None` when missing (its encoder is not run). Any non-empty
+    /// subset works; with `train` the output also holds each present modality's logits and
+    /// features and the fused features. Errors (never panics) on a wrong number of slots, no
+    /// modality present, or inputs of the wrong shape.
+    pub fn forward(&self, inputs: &[Option<Tensor>], train: bool) -> Result<MagMsOutput> {
+        let n = self.encoders.len();
+        if inputs.len() != n {
+            return Err(ModelError::Input(format!("expected {n} modality slots, got {}", inputs.len())));
+        }
+        let present: Vec<(usize, &Tensor)> =
+            inputs.iter().enumerate().filter_map(|(m, x)| Some((m, x.as_ref()?))).collect();
+        let Some(&(_, first)) = present.first() else {
+            return Err(ModelError::NoModality { expected: n });
+        };
+        let _span = tracing::debug_span!("magms_forward", present = present.len(), train).entered();
+        for &(m, x) in &present {
+            if x.dims() != first.dims() {
+                return Err(ModelError::Input(format!(
+                    "modality {} has shape {:?}, another present modality {:?}",
+                    self.config.modalities[m],
+                    x.dims(),
+                    first.dims()
+                )));
+            }
+        }
+        let feats = present.iter().map(|&(m, x)| self.encode(m, x)).collect::<Result<Vec<_>>>()?;
+        let fused_features = mean_features(&feats)?;
+        let fused = self.decode(&fused_features)?;
+        if !train {
+            return Ok(MagMsOutput { fused, modalities: Vec::new(), fused_features: Vec::new() });
+        }
+        let mut modalities = Vec::with_capacity(present.len());
+        for (&(m, _), features) in present.iter().zip(feats) {
+            modalities.push(ModalityOutput { modality: m, logits: self.decode(&features)?, features });
+        }
+        Ok(MagMsOutput { fused, modalities, fused_features })
+    }
+
+    /// Inference: the fused logits for the modalities present.
+    pub fn predict(&self, inputs: &[Option<Tensor>]) -> Result<Tensor> {
+        Ok(self.forward(inputs, false)?.fused)
+    }
+}
+
+/// Element-wise mean per level over the modalities' features (the features themselves when
+/// only one modality is present).
+fn mean_features(feats: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
+    let Some(first) = feats.first() else {
+        return Err(ModelError::Input("no features to fuse".into()));
+    };
+    if feats.len() == 1 {
+        return Ok(first.clone());
+    }
+    let k = feats.len() as f64;
+    (0..first.len())
+        .map(|l| {
+            let mut sum = feats[0][l].clone();
+            for f in &feats[1..] {
+                sum = (sum + &f[l])?;
+            }
+            Ok((sum / k)?)
+        })
+        .collect()
+}
+
+/// Every variable of `varmap` with its name, sorted by name.
+pub(crate) fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut v: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Number of scalars in `varmap`.
+pub(crate) fn count_parameters(varmap: &VarMap) -> usize {
+    named_vars(varmap).iter().map(|(_, v)| v.elem_count()).sum()
+}
