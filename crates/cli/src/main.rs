@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod evaluate;
 mod inspect;
+mod model_info;
 mod pairing;
 mod phantom;
 
@@ -33,6 +34,8 @@ enum Command {
     Phantom(phantom::Args),
     /// Score predicted label maps against references: Dice, HD95 and ASSD per case and region.
     Evaluate(evaluate::Args),
+    /// Show a model checkpoint's configuration and parameter count.
+    ModelInfo(model_info::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(&a),
         Command::Phantom(a) => phantom::run(&a),
         Command::Evaluate(a) => evaluate::run(&a),
+        Command::ModelInfo(a) => model_info::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
