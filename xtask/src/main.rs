@@ -1,10 +1,5 @@
 //! `cargo xtask`: project automation — benchmarks side by side with peer tools, architecture checks.
 
-/// The allocator magseg's binaries use: large tensors are reused instead of being mapped afresh (and
-/// page-faulted in) on every allocation, as glibc's malloc does above its mmap threshold.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod bench;
 mod peers;
 mod tidy;
@@ -18,6 +13,8 @@ pub const USAGE: &str = "usage: cargo xtask <command>
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {
+    // As the magseg binary does: large blocks stay in the heap for reuse (see magseg_kernels::alloc).
+    magseg_kernels::alloc::keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),

@@ -1,10 +1,5 @@
 //! The `magseg` command-line program: argument parsing, logging set-up, progress bars and exit codes.
 
-/// Large tensors and volumes are reused by mimalloc instead of being mapped afresh (and page-faulted
-/// in) on every allocation, as glibc's malloc does above its mmap threshold.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod evaluate;
 mod inspect;
 mod model_info;
@@ -50,6 +45,8 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    // Large tensors: keep freed memory for reuse instead of page-faulting fresh pages per allocation.
+    magseg_kernels::alloc::keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {

@@ -36,6 +36,7 @@
 //! (wrapped in a candle error); the op types are public so that a `cuda_fwd` can be added next to
 //! `cpu_fwd` with the same geometry.
 
+pub mod alloc;
 mod check;
 mod conv3d;
 mod conv_transpose3d;
