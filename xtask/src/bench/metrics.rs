@@ -6,29 +6,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use magseg_metrics::{compare_masks, edt, EvalOptions, Grid, Hd95Convention};
 use magseg_volume::read_labels;
 
-use super::median;
+use super::time_median;
 use crate::peers;
 
 fn mask(dir: &Path, name: &str) -> Result<(Vec<bool>, Grid), String> {
     let l = read_labels(dir.join(name)).map_err(|e| e.to_string())?;
     let grid = Grid { dims: l.geometry.dims, spacing: l.geometry.spacing };
     Ok((l.data.iter().map(|&v| v != 0).collect(), grid))
-}
-
-fn time<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
-    std::hint::black_box(f());
-    let mut ts = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        std::hint::black_box(f());
-        ts.push(t.elapsed().as_secs_f64());
-    }
-    median(&ts)
 }
 
 /// Run the benchmark.
@@ -72,7 +60,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let our_reps = reps.max(10);
 
     let (a, grid) = mask(&dir, "sphere_a.nii.gz")?;
-    let ours = time(our_reps, || edt(&a, &grid));
+    let ours = time_median(our_reps, || edt(&a, &grid)).map_err(|e| e.to_string())?;
     let theirs = f("scipy_edt_s");
     println!("RESULT edt_full_volume scipy_s={theirs:.4} magseg_s={ours:.4} speedup={:.1}", theirs / ours);
 
@@ -88,7 +76,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         {
             let opts = EvalOptions { hd95: conv, ..EvalOptions::default() };
             let value = compare_masks(&p, &r, &grid, &opts).map_err(|e| e.to_string())?.hd95;
-            let ours = time(our_reps, || compare_masks(&p, &r, &grid, &opts));
+            let ours = time_median(our_reps, || compare_masks(&p, &r, &grid, &opts)).map_err(|e| e.to_string())?;
             let theirs = f(&format!("{key}_{peer_key}_s"));
             let their_value = f(&format!("{key}_{peer_key}_hd95"));
             println!(

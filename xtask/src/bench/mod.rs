@@ -15,6 +15,18 @@ pub fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
+/// Median seconds of `reps` calls of `f` after one warm-up call; the first error stops it.
+pub fn time_median<T, E>(reps: usize, mut f: impl FnMut() -> Result<T, E>) -> Result<f64, E> {
+    std::hint::black_box(f()?);
+    let mut ts = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = std::time::Instant::now();
+        std::hint::black_box(f()?);
+        ts.push(t.elapsed().as_secs_f64());
+    }
+    Ok(median(&ts))
+}
+
 /// Dispatch `cargo xtask bench ...`.
 pub fn run(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {

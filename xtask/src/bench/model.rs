@@ -6,24 +6,12 @@
 //! both sides; only time is compared. Peer first, then magseg, median of `--reps`.
 
 use std::process::Command;
-use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use magseg_model::{MagMs, MagMsConfig, Unetr, UnetrConfig};
 
-use super::median;
+use super::time_median as time;
 use crate::peers;
-
-fn time<T>(reps: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<f64, String> {
-    std::hint::black_box(f()?);
-    let mut ts = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        std::hint::black_box(f()?);
-        ts.push(t.elapsed().as_secs_f64());
-    }
-    Ok(median(&ts))
-}
 
 fn e(err: impl std::fmt::Display) -> String {
     err.to_string()

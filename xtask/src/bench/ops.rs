@@ -5,24 +5,12 @@
 //! timed separately; rounds alternate peer and magseg. Prints GFLOP/s and speed ratios.
 
 use std::process::Command;
-use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use magseg_kernels::{conv3d, conv_transpose3d, Conv3dConfig};
 
-use super::median;
+use super::time_median as time;
 use crate::peers;
-
-fn time<T>(reps: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<f64, String> {
-    std::hint::black_box(f()?);
-    let mut ts = Vec::with_capacity(reps);
-    for _ in 0..reps {
-        let t = Instant::now();
-        std::hint::black_box(f()?);
-        ts.push(t.elapsed().as_secs_f64());
-    }
-    Ok(median(&ts))
-}
 
 fn e(err: candle_core::Error) -> String {
     err.to_string()
