@@ -12,7 +12,13 @@ use clap::{Parser, Subcommand};
 
 /// Modality-agnostic 3-D medical image segmentation (MAG-MS): one model, any subset of MRI modalities.
 #[derive(Parser)]
-#[command(name = "magseg", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "magseg",
+    version,
+    about = "Modality-agnostic 3-D medical image segmentation (MAG-MS): one model, any subset of MRI modalities",
+    long_about = None,
+    propagate_version = true
+)]
 struct Cli {
     /// More log output (-v info, -vv debug); MAGSEG_LOG=<filter> overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
