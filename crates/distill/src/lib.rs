@@ -1,0 +1,347 @@
+//! MAG-MS training losses (DESIGN.md §2), written with differentiable candle ops.
+//!
+//! Conventions shared by every function:
+//!
+//! * logits are floating-point tensors shaped `(N, C, D, H, W)` with `C >= 2` classes
+//!   (f32 is the intended dtype);
+//! * targets are **class indices**, an integer tensor (`u8`, `u32` or `i64`) shaped
+//!   `(N, D, H, W)` or `(N, 1, D, H, W)`, each value in `0..C`; they are one-hot encoded inside,
+//!   as MONAI's `to_onehot_y=True` does;
+//! * a wrong rank, a shape mismatch, a bad dtype, an out-of-range label or a bad configuration
+//!   value is reported as a [`DistillError`], never a panic.
+//!
+//! The losses are:
+//!
+//! * [`dice_ce`]: MONAI 1.6.1 `DiceCELoss(to_onehot_y=True, softmax=True)` with all other
+//!   arguments at their defaults;
+//! * [`kl_distill`]: pixel-wise KL divergence from the fused (teacher) prediction to a
+//!   single-modality (student) prediction, scaled by `T²`;
+//! * [`feature_mse`]: Σ over feature levels of `mse_loss(f_l, f̄_l)`;
+//! * [`magms_loss`]: the full MAG-MS objective.
+
+mod error;
+
+pub use error::{DistillError, Result};
+
+use candle_core::{DType, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// MONAI's default numerator smoothing (`smooth_nr`).
+pub const SMOOTH_NR: f64 = 1e-5;
+/// MONAI's default denominator smoothing (`smooth_dr`).
+pub const SMOOTH_DR: f64 = 1e-5;
+
+/// Checks that `logits` is a floating-point `(N, C, D, H, W)` tensor with `C >= 2`;
+/// returns `(N, C, V)` with `V = D·H·W`.
+fn check_logits(logits: &Tensor, what: &str) -> Result<(usize, usize, usize)> {
+    if !logits.dtype().is_float() {
+        return Err(DistillError::DType(format!("{what} must be floating point, got {:?}", logits.dtype())));
+    }
+    let dims = logits.dims();
+    if dims.len() != 5 {
+        return Err(DistillError::Shape(format!("{what} must be (N, C, D, H, W), got {:?}", dims)));
+    }
+    if dims[1] < 2 {
+        return Err(DistillError::Shape(format!("{what} needs at least 2 channels, got {:?}", dims)));
+    }
+    let v = dims[2] * dims[3] * dims[4];
+    if dims[0] == 0 || v == 0 {
+        return Err(DistillError::Shape(format!("{what} is empty: {:?}", dims)));
+    }
+    Ok((dims[0], dims[1], v))
+}
+
+/// Numerically stable log-softmax over dimension 1 (the class axis).
+///
+/// The per-voxel maximum is detached: subtracting a constant does not change the result, and this
+/// keeps the gradient exactly that of log-softmax.
+fn log_softmax_c(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// One-hot encodes `target` (class indices) to the shape and dtype of `logits`, validating it.
+fn one_hot(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let dims = logits.dims();
+    let (n, c) = (dims[0], dims[1]);
+    let spatial = &dims[2..];
+    match target.dtype() {
+        DType::U8 | DType::U32 | DType::I64 => {}
+        other => {
+            return Err(DistillError::DType(format!("target must hold class indices as u8, u32 or i64, got {other:?}")))
+        }
+    }
+    let t = match target.dims() {
+        [tn, td, th, tw] if *tn == n && [*td, *th, *tw] == spatial => target.clone(),
+        [tn, 1, td, th, tw] if *tn == n && [*td, *th, *tw] == spatial => target.squeeze(1)?,
+        other => {
+            return Err(DistillError::Shape(format!(
+                "target {:?} does not fit logits {:?}: expected ({n}, {}, {}, {}) or ({n}, 1, {}, {}, {})",
+                other, dims, spatial[0], spatial[1], spatial[2], spatial[0], spatial[1], spatial[2]
+            )))
+        }
+    };
+    let tf = t.to_dtype(DType::F64)?;
+    let lo = tf.min_all()?.to_scalar::<f64>()?;
+    let hi = tf.max_all()?.to_scalar::<f64>()?;
+    if lo < 0.0 || hi >= c as f64 {
+        return Err(DistillError::Label(format!("labels span [{lo}, {hi}] but there are {c} classes")));
+    }
+    let classes = Tensor::arange(0u32, c as u32, logits.device())?.to_dtype(DType::F64)?.reshape((1, c, 1, 1, 1))?;
+    let oh = tf.unsqueeze(1)?.broadcast_eq(&classes)?;
+    Ok(oh.to_dtype(logits.dtype())?)
+}
+
+/// Reads a scalar tensor as `f64`.
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// MONAI 1.6.1 `DiceCELoss(to_onehot_y=True, softmax=True)` with every other argument at its
+/// default (include_background, no squared prediction, no Jaccard, `smooth_nr = smooth_dr = 1e-5`,
+/// `batch=False`, mean reduction, `lambda_dice = lambda_ce = 1`).
+///
+/// With `p = softmax(logits)` over classes and `y` the one-hot target:
+///
+/// * Dice term: for every sample `n` and class `c` (including background and classes absent from
+///   the target), `1 − (2·Σ_v p·y + 1e-5) / (Σ_v p + Σ_v y + 1e-5)`, averaged over all `N·C` pairs;
+/// * CE term: `−log p_{y}` averaged over all `N·D·H·W` voxels (torch `cross_entropy`, mean);
+///
+/// and the result is their sum, a scalar tensor.
+///
+/// `target` holds class indices, see the crate documentation.
+pub fn dice_ce(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let (n, c, v) = check_logits(logits, "logits")?;
+    let y = one_hot(logits, target)?.reshape((n, c, v))?;
+    let logp = log_softmax_c(logits)?.reshape((n, c, v))?;
+    let p = logp.exp()?;
+    let tp = (&p * &y)?.sum(2)?;
+    let sum_p = p.sum(2)?;
+    let sum_y = y.sum(2)?;
+    let num = tp.affine(2.0, SMOOTH_NR)?;
+    let den = (sum_p + sum_y)?.affine(1.0, SMOOTH_DR)?;
+    let dice = (num / den)?.affine(-1.0, 1.0)?.mean_all()?;
+    let ce = (&logp * &y)?.sum(1)?.mean_all()?.neg()?;
+    Ok((dice + ce)?)
+}
+
+/// Options of [`kl_distill`]; the defaults are the reference behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KlOptions {
+    /// When true the teacher distribution is `softmax(z_t / T)`; when false (the reference
+    /// code, default) it is `softmax(z_t)`, i.e. not softened.
+    pub soften_teacher: bool,
+    /// When true the teacher logits are detached, so no gradient reaches them; when false (the
+    /// reference code, default) gradients flow into the teacher too.
+    pub detach_teacher: bool,
+}
+
+/// Pixel-wise self-distillation loss from the teacher (fused output) to a student (one
+/// modality's output):
+///
+/// `T² · mean_{n, voxels} Σ_c p0_c (log p0_c − log q_c)`, with `q = softmax(z_s / T)` and
+/// `p0 = softmax(z_t / T)` if `opts.soften_teacher`, else `softmax(z_t)`.
+///
+/// This equals torch's `kl_div(log_softmax(z_s/T), p0, reduction='none').sum(1).mean() · T²`.
+/// Both logits tensors must be `(N, C, D, H, W)` of the same shape; `t` must be finite and > 0.
+pub fn kl_distill(student_logits: &Tensor, teacher_logits: &Tensor, t: f64, opts: KlOptions) -> Result<Tensor> {
+    check_logits(student_logits, "student logits")?;
+    check_logits(teacher_logits, "teacher logits")?;
+    if student_logits.dims() != teacher_logits.dims() {
+        return Err(DistillError::Shape(format!(
+            "student logits {:?} and teacher logits {:?} differ",
+            student_logits.dims(),
+            teacher_logits.dims()
+        )));
+    }
+    if !(t.is_finite() && t > 0.0) {
+        return Err(DistillError::Config(format!("temperature must be finite and > 0, got {t}")));
+    }
+    let teacher = if opts.detach_teacher { teacher_logits.detach() } else { teacher_logits.clone() };
+    let teacher = if opts.soften_teacher { teacher.affine(1.0 / t, 0.0)? } else { teacher };
+    let log_p0 = log_softmax_c(&teacher)?;
+    let p0 = log_p0.exp()?;
+    let log_q = log_softmax_c(&student_logits.affine(1.0 / t, 0.0)?)?;
+    let kl = (p0 * (log_p0 - log_q)?)?.sum(1)?.mean_all()?;
+    Ok(kl.affine(t * t, 0.0)?)
+}
+
+/// Σ over levels `l` of `mse_loss(features[l], mean[l])` (torch mean reduction: the average of
+/// the squared differences over every element of the level).
+///
+/// The two slices must have the same length and each pair the same shape. An empty slice gives 0.
+pub fn feature_mse(features: &[Tensor], mean: &[Tensor]) -> Result<Tensor> {
+    if features.len() != mean.len() {
+        return Err(DistillError::Shape(format!("{} feature levels but {} mean levels", features.len(), mean.len())));
+    }
+    let mut total: Option<Tensor> = None;
+    for (l, (f, m)) in features.iter().zip(mean).enumerate() {
+        if f.dims() != m.dims() {
+            return Err(DistillError::Shape(format!(
+                "level {l}: features {:?} and mean {:?} differ",
+                f.dims(),
+                m.dims()
+            )));
+        }
+        if f.dtype() != m.dtype() || !f.dtype().is_float() {
+            return Err(DistillError::DType(format!(
+                "level {l}: features {:?} and mean {:?} must be the same float dtype",
+                f.dtype(),
+                m.dtype()
+            )));
+        }
+        if f.elem_count() == 0 {
+            return Err(DistillError::Shape(format!("level {l} is empty")));
+        }
+        let mse = (f - m)?.sqr()?.mean_all()?;
+        total = Some(match total {
+            None => mse,
+            Some(acc) => (acc + mse)?,
+        });
+    }
+    match total {
+        Some(t) => Ok(t),
+        None => Err(DistillError::Shape("no feature levels".into())),
+    }
+}
+
+/// Weights and options of [`magms_loss`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossConfig {
+    /// Weight λ of the KL self-distillation term (default 1; 0 disables it).
+    pub lambda: f64,
+    /// Weight γ of the feature MSE term (default 1; 0 disables it).
+    pub gamma: f64,
+    /// Distillation temperature T (default 1).
+    pub temperature: f64,
+    /// See [`KlOptions::soften_teacher`] (default false, the reference).
+    pub soften_teacher: bool,
+    /// See [`KlOptions::detach_teacher`] (default false, the reference).
+    pub detach_teacher: bool,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        Self { lambda: 1.0, gamma: 1.0, temperature: 1.0, soften_teacher: false, detach_teacher: false }
+    }
+}
+
+impl LossConfig {
+    /// "MAG without self-distillation": λ = γ = 0, the paper's ablation.
+    pub fn without_self_distillation() -> Self {
+        Self { lambda: 0.0, gamma: 0.0, ..Self::default() }
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (name, v) in [("lambda", self.lambda), ("gamma", self.gamma)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(DistillError::Config(format!("{name} must be finite and >= 0, got {v}")));
+            }
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(DistillError::Config(format!("temperature must be finite and > 0, got {}", self.temperature)));
+        }
+        Ok(())
+    }
+}
+
+/// The MAG-MS loss and its parts.
+#[derive(Debug, Clone)]
+pub struct LossParts {
+    /// The differentiable total loss (scalar tensor).
+    pub total: Tensor,
+    /// DiceCE of each output: index 0 is the fused output, index `m + 1` modality `m`.
+    pub dice_ce: Vec<f64>,
+    /// Σ_m KL (unweighted, before λ); 0 when λ = 0 (then it is not computed).
+    pub kl: f64,
+    /// Σ_m feature MSE (unweighted, before γ); 0 when γ = 0 (then it is not computed).
+    pub mse: f64,
+}
+
+/// The MAG-MS objective (DESIGN.md §2):
+///
+/// `L = Σ_{t=0..M} DiceCE(z_t, y) + λ Σ_m KL(z_0 → z_m) + γ Σ_m feature_mse(f_m, f̄)`
+///
+/// * `fused_logits`: `z_0`, the decoder output of the fused features (the teacher);
+/// * `modality_logits[m]`: `z_m`, the decoder output of modality `m` alone;
+/// * `modality_features[m]`: the per-level (fusion-conv) feature maps of modality `m`;
+/// * `fused_features`: `f̄`, their per-level mean (not detached by this function);
+/// * `target`: class indices, see the crate documentation.
+///
+/// With λ = 0 the KL terms and with γ = 0 the MSE terms are skipped entirely (the features are then
+/// not even looked at, so they may be empty).
+pub fn magms_loss(
+    fused_logits: &Tensor,
+    modality_logits: &[Tensor],
+    modality_features: &[Vec<Tensor>],
+    fused_features: &[Tensor],
+    target: &Tensor,
+    cfg: LossConfig,
+) -> Result<LossParts> {
+    cfg.validate()?;
+    check_logits(fused_logits, "fused logits")?;
+    for (m, z) in modality_logits.iter().enumerate() {
+        if z.dims() != fused_logits.dims() {
+            return Err(DistillError::Shape(format!(
+                "modality {m} logits {:?} differ from fused logits {:?}",
+                z.dims(),
+                fused_logits.dims()
+            )));
+        }
+    }
+    let use_mse = cfg.gamma != 0.0;
+    if use_mse && modality_features.len() != modality_logits.len() {
+        return Err(DistillError::Shape(format!(
+            "{} modality logits but {} modality feature sets",
+            modality_logits.len(),
+            modality_features.len()
+        )));
+    }
+
+    let mut dice_values = Vec::with_capacity(modality_logits.len() + 1);
+    let mut total = dice_ce(fused_logits, target)?;
+    dice_values.push(scalar(&total)?);
+    for z in modality_logits {
+        let d = dice_ce(z, target)?;
+        dice_values.push(scalar(&d)?);
+        total = (total + d)?;
+    }
+
+    let mut kl_sum = 0.0;
+    if cfg.lambda != 0.0 && !modality_logits.is_empty() {
+        let opts = KlOptions { soften_teacher: cfg.soften_teacher, detach_teacher: cfg.detach_teacher };
+        let mut acc: Option<Tensor> = None;
+        for z in modality_logits {
+            let kl = kl_distill(z, fused_logits, cfg.temperature, opts)?;
+            acc = Some(match acc {
+                None => kl,
+                Some(a) => (a + kl)?,
+            });
+        }
+        if let Some(kl) = acc {
+            kl_sum = scalar(&kl)?;
+            total = (total + kl.affine(cfg.lambda, 0.0)?)?;
+        }
+    }
+
+    let mut mse_sum = 0.0;
+    if use_mse && !modality_features.is_empty() {
+        let mut acc: Option<Tensor> = None;
+        for f in modality_features {
+            let mse = feature_mse(f, fused_features)?;
+            acc = Some(match acc {
+                None => mse,
+                Some(a) => (a + mse)?,
+            });
+        }
+        if let Some(mse) = acc {
+            mse_sum = scalar(&mse)?;
+            total = (total + mse.affine(cfg.gamma, 0.0)?)?;
+        }
+    }
+
+    tracing::trace!(dice_ce = ?dice_values, kl = kl_sum, mse = mse_sum, "magms loss");
+    Ok(LossParts { total, dice_ce: dice_values, kl: kl_sum, mse: mse_sum })
+}
