@@ -20,8 +20,10 @@
 //! * [`magms_loss`]: the full MAG-MS objective.
 
 mod error;
+pub mod schedule;
 
 pub use error::{DistillError, Result};
+pub use schedule::{members, Subset, SubsetSchedule};
 
 use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
