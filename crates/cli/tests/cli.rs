@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 fn magseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_magseg")).args(args).output().expect("run magseg")
 }
@@ -12,17 +14,7 @@ fn text(o: &Output) -> String {
 }
 
 fn shared_case(test: &str) -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if root.is_dir() {
-        return Some(root.join("brats2018/Brats18_CBICA_ABM_1"));
-    }
-    if std::env::var("MAGSEG_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
-        panic!("{test}: ../shared/data is required (MAGSEG_REQUIRE_SHARED=1) but {} is missing", root.display());
-    }
-    // Written to the real stderr, not through eprintln!, so the test harness's capture does not hide it.
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: ../shared/data not found at {}", root.display());
-    None
+    common::shared_data(test).map(|root| root.join("brats2018/Brats18_CBICA_ABM_1"))
 }
 
 #[test]

@@ -9,6 +9,8 @@ use magseg_volume::phantom::{write_dataset, PhantomOptions};
 use magseg_volume::{read_labels, write_labels, Geometry, LabelMap, Volume};
 use serde_json::Value;
 
+mod common;
+
 fn magseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_magseg")).args(args).output().expect("run magseg")
 }
@@ -23,16 +25,7 @@ fn json(o: &Output) -> Value {
 }
 
 fn shared_seg(test: &str) -> Option<PathBuf> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
-    if root.is_dir() {
-        return Some(root.join("brats2018/Brats18_CBICA_ABM_1/Brats18_CBICA_ABM_1_seg.nii.gz"));
-    }
-    if std::env::var("MAGSEG_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
-        panic!("{test}: ../shared/data is required (MAGSEG_REQUIRE_SHARED=1) but {} is missing", root.display());
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: ../shared/data not found at {}", root.display());
-    None
+    common::shared_data(test).map(|root| root.join("brats2018/Brats18_CBICA_ABM_1/Brats18_CBICA_ABM_1_seg.nii.gz"))
 }
 
 fn s(p: &Path) -> &str {

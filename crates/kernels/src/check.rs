@@ -18,15 +18,21 @@ pub(crate) fn dims5(op: &'static str, what: &'static str, t: &Tensor) -> Result<
 
 /// Both tensors share one dtype, which is supported, and one device, which is supported.
 pub(crate) fn same_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(), KernelsError> {
+    matching_dtype_device(op, a, b)?;
+    if a.dtype() != DType::F32 {
+        return Err(KernelsError::Dtype { op, dtype: a.dtype().as_str().to_string(), supported: SUPPORTED });
+    }
+    supported_device(op, a.device())
+}
+
+/// `a` and `b` share dtype and device (any dtype, any device: for ops composed from candle ops).
+pub(crate) fn matching_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(), KernelsError> {
     if a.dtype() != b.dtype() {
         return Err(KernelsError::DtypeMismatch {
             op,
             lhs: a.dtype().as_str().to_string(),
             rhs: b.dtype().as_str().to_string(),
         });
-    }
-    if a.dtype() != DType::F32 {
-        return Err(KernelsError::Dtype { op, dtype: a.dtype().as_str().to_string(), supported: SUPPORTED });
     }
     if !a.device().same_device(b.device()) {
         return Err(KernelsError::Shape {
@@ -38,7 +44,7 @@ pub(crate) fn same_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) -> Res
             ),
         });
     }
-    supported_device(op, a.device())
+    Ok(())
 }
 
 /// Only the CPU has kernels so far; a CUDA `cuda_fwd` will lift this.
@@ -50,18 +56,24 @@ pub(crate) fn supported_device(op: &'static str, d: &Device) -> Result<(), Kerne
     }
 }
 
-/// A bias of shape `(c,)` with the dtype and device of `like`.
+/// A per-channel vector (bias, gamma, beta) of shape `(c,)` with the dtype and device of `like`; with
+/// `f32_only`, also a dtype and device the custom kernels support.
 pub(crate) fn check_channel_vec(
     op: &'static str,
     what: &'static str,
     v: &Tensor,
     c: usize,
     like: &Tensor,
+    f32_only: bool,
 ) -> Result<(), KernelsError> {
     if v.dims() != [c] {
         return Err(KernelsError::Shape { op, msg: format!("{what} must have shape [{c}], got {:?}", v.dims()) });
     }
-    same_dtype_device(op, like, v)
+    if f32_only {
+        same_dtype_device(op, like, v)
+    } else {
+        matching_dtype_device(op, like, v)
+    }
 }
 
 /// The f32 data of a contiguous CPU storage, or a dtype/layout error.

@@ -54,7 +54,7 @@ fn conv3d_geometry(
         });
     }
     if let Some(b) = bias {
-        check_channel_vec(op, "bias", b, co, x)?;
+        check_channel_vec(op, "bias", b, co, x, true)?;
     }
     Conv3dGeometry::new(n, ci, co, [d, h, wd], [kd, kh, kw], cfg.stride, cfg.padding)
 }

@@ -2,9 +2,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use crate::check::{check_channel_vec, dims5, f32_data, same_dtype_device};
-use crate::conv3d::run_f32;
-use crate::{cpu, Conv3d, Conv3dBackwardWeight, Conv3dGeometry, KernelsError};
+use crate::check::{check_channel_vec, dims5, same_dtype_device};
+use crate::{Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dGeometry, KernelsError};
 
 /// Transposed 3-D convolution as PyTorch's `conv_transpose3d` with padding 0, output padding 0,
 /// dilation 1, groups 1: `x (N, Ci, D, H, W)`, `w (Ci, Co, kD, kH, kW)`, optional `bias (Co,)`;
@@ -46,7 +45,7 @@ fn transpose_geometry(
         });
     }
     if let Some(b) = bias {
-        check_channel_vec(op, "bias", b, co, x)?;
+        check_channel_vec(op, "bias", b, co, x, true)?;
     }
     if stride.contains(&0) {
         return Err(KernelsError::Config {
@@ -91,11 +90,9 @@ impl CustomOp2 for ConvTranspose3d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = &self.geometry;
-        let _span = tracing::trace_span!("conv_transpose3d_cpu_fwd", ?g).entered();
-        let x = f32_data(self.name(), s1, l1, &g.output_shape())?;
-        let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
-        run_f32(g.input_len(), g.input_shape(), |y| cpu::conv3d_backward_data_f32(g, x, w, y))
+        let _span = tracing::trace_span!("conv_transpose3d_cpu_fwd", g = ?self.geometry).entered();
+        // A transposed convolution is the backward-data pass of the convolution it undoes.
+        Conv3dBackwardData { geometry: self.geometry }.cpu_fwd(s1, l1, s2, l2)
     }
 
     fn bwd(

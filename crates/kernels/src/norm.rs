@@ -2,6 +2,7 @@
 
 use candle_core::Tensor;
 
+use crate::check::check_channel_vec;
 use crate::KernelsError;
 
 /// Instance normalisation: each (n, c) slice of `x (N, C, …)` (rank ≥ 3, e.g. `(N, C, D, H, W)`)
@@ -49,7 +50,7 @@ pub fn instance_norm(
     }
     for (what, v) in [("gamma", gamma), ("beta", beta)] {
         if let Some(v) = v {
-            check_channel_vec_any(op, what, v, c, x)?;
+            check_channel_vec(op, what, v, c, x, false)?;
         }
     }
     let xs = x.reshape((n, c, spatial))?;
@@ -65,28 +66,4 @@ pub fn instance_norm(
         y = y.broadcast_add(&b.reshape((1, c, 1))?)?;
     }
     y.reshape(dims)
-}
-
-/// `v` has shape `(c,)` and the dtype and device of `like`.
-fn check_channel_vec_any(
-    op: &'static str,
-    what: &'static str,
-    v: &Tensor,
-    c: usize,
-    like: &Tensor,
-) -> Result<(), KernelsError> {
-    if v.dims() != [c] {
-        return Err(KernelsError::Shape { op, msg: format!("{what} must have shape [{c}], got {:?}", v.dims()) });
-    }
-    if v.dtype() != like.dtype() {
-        return Err(KernelsError::DtypeMismatch {
-            op,
-            lhs: like.dtype().as_str().to_string(),
-            rhs: v.dtype().as_str().to_string(),
-        });
-    }
-    if !v.device().same_device(like.device()) {
-        return Err(KernelsError::Shape { op, msg: format!("{what} lives on another device than the input") });
-    }
-    Ok(())
 }
