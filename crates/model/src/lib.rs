@@ -24,6 +24,7 @@ mod blocks;
 mod checkpoint;
 mod config;
 mod error;
+mod init;
 mod layers;
 mod magms;
 mod unet;

@@ -7,7 +7,9 @@
 //! `decoder5.…`, `out.…`; U-Net: `up.…`, `blocks.…`, `out.…`).
 
 use candle_core::{DType, Device, Tensor, Var};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::{var_builder::SimpleBackend, VarBuilder, VarMap};
+
+use crate::init::SeededInit;
 
 use crate::layers::Conv3d;
 use crate::unet::{UnetDecoder, UnetEncoder};
@@ -75,11 +77,20 @@ impl std::fmt::Debug for MagMs {
 }
 
 impl MagMs {
-    /// Builds a freshly initialised network on `device` (validating `config`).
+    /// Builds a freshly initialised network on `device` (validating `config`), with the initial
+    /// weights of seed 0 (see [`MagMs::with_seed`]).
     pub fn new(config: MagMsConfig, device: &Device) -> Result<Self> {
+        Self::with_seed(config, device, 0)
+    }
+
+    /// Builds a network whose initial weights depend only on `seed` (and each parameter's name):
+    /// PyTorch's default uniform bounds for convolutions and linear layers, N(0, 0.02) for the
+    /// ViT's linear layers and position embeddings, as [`MagMs::new`].
+    pub fn with_seed(config: MagMsConfig, device: &Device, seed: u64) -> Result<Self> {
         config.validate()?;
         let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let backend: Box<dyn SimpleBackend> = Box::new(SeededInit { varmap: varmap.clone(), seed });
+        let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
         let channels = config.feature_channels();
         let mut encoders = Vec::with_capacity(config.modalities.len());
         for m in 0..config.modalities.len() {

@@ -8,7 +8,7 @@ use crate::{PatchError, Result, Rng};
 /// Which augmentations run, and how often. The defaults follow the MAG-MS reference: flips on each
 /// axis with p 0.5, rot90 with p 0.1, intensity scale and shift of ±0.1 each with p 0.5.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct AugmentConfig {
     /// Probability of flipping along each of the three axes (drawn independently per axis).
     pub flip_p: f32,

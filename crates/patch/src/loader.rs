@@ -22,13 +22,16 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Seed of the whole run.
     pub seed: u64,
-    /// Number of batches to deliver; `None` for an endless stream.
+    /// Number of batches to deliver in all (counting from batch 0); `None` for an endless stream.
     pub batches: Option<u64>,
+    /// The first batch delivered (to resume a run: batches before it are skipped, not drawn).
+    #[serde(default)]
+    pub start: u64,
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        Self { batch_size: 2, workers: 2, prefetch: 2, seed: 0, batches: None }
+        Self { batch_size: 2, workers: 2, prefetch: 2, seed: 0, batches: None, start: 0 }
     }
 }
 
@@ -66,6 +69,7 @@ pub struct Loader {
     stop: Arc<AtomicBool>,
     next: u64,
     limit: Option<u64>,
+    start: u64,
 }
 
 impl Loader {
@@ -89,7 +93,7 @@ impl Loader {
             let handle = std::thread::Builder::new()
                 .name(format!("magseg-loader-{w}"))
                 .spawn(move || {
-                    let mut b = w as u64;
+                    let mut b = cfg.start + w as u64;
                     while cfg.batches.is_none_or(|n| b < n) && !stop.load(Ordering::Relaxed) {
                         let batch = make_batch(&cache, &sampler, cfg.seed, b, cfg.batch_size);
                         let failed = batch.is_err();
@@ -104,7 +108,7 @@ impl Loader {
             receivers.push(rx);
             handles.push(handle);
         }
-        Ok(Self { receivers, handles, stop, next: 0, limit: config.batches })
+        Ok(Self { receivers, handles, stop, next: config.start, limit: config.batches, start: config.start })
     }
 }
 
@@ -115,7 +119,7 @@ impl Iterator for Loader {
         if self.limit.is_some_and(|n| self.next >= n) || self.receivers.is_empty() {
             return None;
         }
-        let w = (self.next % self.receivers.len() as u64) as usize;
+        let w = ((self.next - self.start) % self.receivers.len() as u64) as usize;
         let b = self.next;
         self.next += 1;
         match self.receivers[w].recv() {

@@ -18,7 +18,7 @@ fn setup(patch: [usize; 3]) -> (Arc<CaseCache>, Arc<PatchSampler>) {
 
 fn run(workers: usize, seed: u64) -> Vec<magseg_patch::Batch> {
     let (cache, sampler) = setup([8, 8, 8]);
-    let cfg = LoaderConfig { batch_size: 3, workers, prefetch: 2, seed, batches: Some(10) };
+    let cfg = LoaderConfig { batch_size: 3, workers, prefetch: 2, seed, batches: Some(10), start: 0 };
     Loader::new(cache, sampler, cfg).unwrap().map(Result::unwrap).collect()
 }
 
@@ -36,7 +36,7 @@ fn same_seed_same_batches_regardless_of_workers() {
 #[test]
 fn drop_mid_stream_shuts_down() {
     let (cache, sampler) = setup([8, 8, 8]);
-    let cfg = LoaderConfig { batch_size: 2, workers: 3, prefetch: 1, seed: 0, batches: None };
+    let cfg = LoaderConfig { batch_size: 2, workers: 3, prefetch: 1, seed: 0, batches: None, start: 0 };
     let mut loader = Loader::new(cache.clone(), sampler, cfg).unwrap();
     for _ in 0..5 {
         loader.next().unwrap().unwrap();
@@ -50,7 +50,7 @@ fn drop_mid_stream_shuts_down() {
 #[test]
 fn sampling_errors_are_reported_and_end_the_stream() {
     let (cache, sampler) = setup([17, 17, 17]);
-    let cfg = LoaderConfig { batch_size: 4, workers: 2, prefetch: 1, seed: 0, batches: Some(50) };
+    let cfg = LoaderConfig { batch_size: 4, workers: 2, prefetch: 1, seed: 0, batches: Some(50), start: 0 };
     let mut loader = Loader::new(cache, sampler, cfg).unwrap();
     let mut saw_error = false;
     for item in loader.by_ref() {
@@ -103,4 +103,14 @@ fn case_from_loaded_stacks_modalities_and_maps_labels() {
     assert_eq!(data.background.len(), 8);
     let no_label = LoadedCase { label: None, ..case };
     assert!(magseg_patch::CaseData::from_loaded(&no_label, &preset).is_err());
+}
+
+#[test]
+fn starting_later_gives_the_tail_of_the_same_stream() {
+    let (cache, sampler) = setup([8, 8, 8]);
+    let all = run(2, 7);
+    let cfg = LoaderConfig { batch_size: 3, workers: 3, prefetch: 2, seed: 7, batches: Some(10), start: 6 };
+    let tail: Vec<_> = Loader::new(cache, sampler, cfg).unwrap().map(Result::unwrap).collect();
+    assert_eq!(tail.len(), 4);
+    assert_eq!(tail, all[6..]);
 }

@@ -11,8 +11,6 @@
 
 use std::ops::Range;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use rayon::prelude::*;
 
 use super::conv::forward_spec;
@@ -47,8 +45,9 @@ pub fn conv3d_backward_weight_f32(
     let in_n = g.in_channels * g.input_volume();
     let dy_n = g.out_channels * g.output_volume();
     // Runs of consecutive planes (so that the implicit path pads each input plane about once),
-    // about four per thread but at least 256 voxels, taken in turn by one accumulating task per thread (so at most one
-    // weight-sized buffer per thread).
+    // about four per thread but at least 256 voxels, dealt round-robin to one accumulating task per thread (so at most
+    // one weight-sized buffer per thread). The assignment is static and the partial sums are added in task order, so
+    // the result is bit-for-bit reproducible for a given thread count (training resumes exactly).
     let threads = rayon::current_num_threads();
     let plane = g.output()[1] * g.output()[2];
     let run = od_n.div_ceil(4 * threads).max(MIN_WGRAD_VOXELS.div_ceil(plane.max(1))).max(1);
@@ -56,13 +55,13 @@ pub fn conv3d_backward_weight_f32(
         (0..g.batch).flat_map(|b| (0..od_n).step_by(run).map(move |o| (b, o, (o + run).min(od_n)))).collect();
     // Fewer runs than threads (large kernels on small outputs): parallel inside the GEMM instead.
     let few = runs.len() < threads;
-    let next = AtomicUsize::new(0);
-    let partial: Vec<Vec<f32>> = (0..threads.min(runs.len()))
+    let tasks = threads.min(runs.len());
+    let partial: Vec<Vec<f32>> = (0..tasks)
         .into_par_iter()
-        .map(|_| {
+        .map(|t| {
             let mut acc = vec![0.0f32; dw.len()];
             let mut scratch = Scratch::default();
-            while let Some(&(b, od0, od1)) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+            for &(b, od0, od1) in runs.iter().skip(t).step_by(tasks.max(1)) {
                 let xb = &x[b * in_n..(b + 1) * in_n];
                 let dyb = &dy[b * dy_n..(b + 1) * dy_n];
                 if implicit {
