@@ -5,6 +5,7 @@ mod inspect;
 mod model_info;
 mod pairing;
 mod phantom;
+mod train;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,8 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Show a model checkpoint's configuration and parameter count.
     ModelInfo(model_info::Args),
+    /// Train a MAG-MS model from a TOML configuration (resumable, with validation and curves).
+    Train(train::Args),
 }
 
 fn init_logging(verbose: u8) {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Phantom(a) => phantom::run(&a),
         Command::Evaluate(a) => evaluate::run(&a),
         Command::ModelInfo(a) => model_info::run(&a),
+        Command::Train(a) => train::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

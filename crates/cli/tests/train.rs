@@ -1,0 +1,93 @@
+//! `magseg train`: a short run end to end (outputs, summary, resume of a finished run), and the
+//! configuration errors that must stop it before any work: a missing file, an unknown key, a
+//! missing data set, an unknown modality, a patch larger than the volume, an existing run.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn magseg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_magseg")).args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn phantom(dir: &Path, size: usize) {
+    let o = magseg(&["phantom", "--out", dir.to_str().unwrap(), "--cases", "3", "--size", &size.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn config(dir: &Path, data: &Path, extra_model: &str, extra: &str) -> String {
+    let text = format!(
+        "[data]\npath = \"{}\"\nvalidation_count = 1\n{extra}\n[model]\nkind = \"unet\"\npatch = [16, 16, 16]\nunet_base_channels = 4\n{extra_model}\n\
+         [train]\nepochs = 2\nsteps_per_epoch = 2\nbatch = 1\nworkers = 1\noutput = \"{}\"\n",
+        data.display(),
+        dir.join("run").display()
+    );
+    let path = dir.join("train.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn short_run_writes_everything_and_resume_of_a_finished_run_is_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    phantom(&data, 24);
+    let cfg = config(tmp.path(), &data, "", "");
+    let o = magseg(&["train", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("finished 4 steps (2 epochs)"), "{out}");
+    assert!(out.contains("flair+t1+t1ce+t2") && out.contains("WT"), "{out}");
+    let run = tmp.path().join("run");
+    for f in ["curves.svg", "metrics.jsonl", "validation.json", "best/model.safetensors", "best/config.json"] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    for f in ["model.safetensors", "config.json", "optimizer.safetensors", "state.json", "train.json"] {
+        assert!(run.join("last").join(f).is_file(), "missing last/{f}");
+    }
+    // The progress notes go to stderr when there is no terminal.
+    assert!(stderr(&o).contains("preparing 2 training and 1 validation case(s)"), "{}", stderr(&o));
+    // Training again into the same output is refused; --resume of a finished run changes nothing.
+    let o = magseg(&["train", "--config", &cfg]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
+    let before = std::fs::read(run.join("last/model.safetensors")).unwrap();
+    let o = magseg(&["train", "--config", &cfg, "--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(run.join("last/model.safetensors")).unwrap(), before);
+    // The model-info command reads the best model.
+    let o = magseg(&["model-info", run.join("best").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn configuration_errors_stop_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    phantom(&data, 16);
+    let run = tmp.path().join("run");
+    let expect_error = |cfg: &str, needle: &str| {
+        let o = magseg(&["train", "--config", cfg]);
+        assert!(!o.status.success(), "{cfg} was accepted");
+        let e = stderr(&o);
+        assert!(e.contains(needle), "expected '{needle}' in: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(!run.exists(), "an output directory was created for a bad configuration");
+    };
+    expect_error(tmp.path().join("nope.toml").to_str().unwrap(), "cannot read the configuration");
+    expect_error(&config(tmp.path(), &data, "", "epoch = 3"), "unknown field `epoch`");
+    expect_error(&config(tmp.path(), &data, "depth = 3", ""), "unknown field `depth`");
+    expect_error(&config(tmp.path(), &tmp.path().join("missing"), "", ""), "missing");
+    expect_error(&config(tmp.path(), &data, "", "modalities = [\"flair\", \"pd\"]"), "no modality 'pd'");
+    // A 24³ patch cannot fit 16³ phantoms; a 20³ patch is not a multiple of 8 (U-Net).
+    let cfg = config(tmp.path(), &data, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("patch = [16, 16, 16]", "patch = [24, 24, 24]");
+    std::fs::write(&cfg, text).unwrap();
+    expect_error(&cfg, "larger than case");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("patch = [24, 24, 24]", "patch = [20, 20, 20]");
+    std::fs::write(&cfg, text).unwrap();
+    expect_error(&cfg, "multiple");
+}
