@@ -91,3 +91,41 @@ fn configuration_errors_stop_before_any_work() {
     std::fs::write(&cfg, text).unwrap();
     expect_error(&cfg, "multiple");
 }
+
+#[test]
+fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_resume_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    phantom(&data, 24);
+    let cfg = config(tmp.path(), &data, "", "").to_string();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("epochs = 2", "epochs = 500");
+    std::fs::write(&cfg, text).unwrap();
+    let run = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_magseg"))
+        .args(["train", "--config", &cfg])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first logged step, then interrupt as a terminal's Ctrl-C does.
+    let log = run.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"kind\":\"step\"")) {
+        assert!(start.elapsed().as_secs() < 120, "no step logged within 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("interrupted after step"), "{stdout}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap()).unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step >= 1 && step < 1000 && state["finished"] == false, "{state}");
+    // Resume with a short time limit: it continues after the interrupted step.
+    let o = magseg(&["train", "--config", &cfg, "--resume", "--time-limit", "0.001"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("resuming after step {step}")), "{}", stderr(&o));
+}

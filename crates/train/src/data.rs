@@ -61,10 +61,12 @@ impl DataConfig {
         let preset = match (&self.labels, &dataset.preset) {
             (Some(name), _) => LabelPreset::named(name)?,
             (None, Some(p)) => p.clone(),
-            (None, None) => return Err(TrainError::Config(format!(
+            (None, None) => {
+                return Err(TrainError::Config(format!(
                 "{}: the layout implies no label preset; set data.labels (brats, brats2023, msd-brain, iseg, binary)",
                 self.path.display()
-            ))),
+            )))
+            }
         };
         let available = dataset.modality_names();
         let modalities = self.modalities.clone().unwrap_or_else(|| available.clone());

@@ -355,6 +355,7 @@ fn run(
                 ("seconds".into(), report.seconds),
             ],
         })?;
+        log.flush()?;
         obs.step(&report);
 
         let epoch_end = state.step % steps_per_epoch == 0;
