@@ -18,33 +18,55 @@ use crate::CliResult;
 #[derive(clap::Args)]
 pub struct Args {
     /// Prediction: a label-map file, or a folder of them (matched to the reference by case id).
-    #[arg(long)]
-    pred: PathBuf,
+    #[arg(long, required_unless_present = "model", conflicts_with = "model")]
+    pred: Option<PathBuf>,
     /// Reference: a label-map file, or a folder (a BraTS/MSD/iSEG dataset or a folder of label maps).
-    #[arg(long = "ref")]
-    reference: PathBuf,
+    #[arg(long = "ref", required_unless_present = "model", conflicts_with = "model")]
+    reference: Option<PathBuf>,
+    /// A trained model (a run's `best/`): predict every case of --data for every non-empty modality
+    /// subset and report Dice and HD95 per subset and region, and each modality's importance (Shapley).
+    #[arg(long, requires = "data")]
+    pub(crate) model: Option<PathBuf>,
+    /// With --model: the data set (with label maps) to evaluate on.
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// With --model: use only these case ids (comma-separated); default: every case.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) cases: Vec<String>,
+    /// With --model: write the heat map (subsets × regions) and one overlay picture per case here.
+    #[arg(long)]
+    pub(crate) pictures: Option<PathBuf>,
+    /// With --model: sliding-window overlap in [0, 1).
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) overlap: f32,
+    /// With --model: windows run through the network at once.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) windows_per_batch: usize,
+    /// With --model: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
     /// Label preset (brats, brats2023, msd-brain, iseg, binary); default: the reference dataset's, else brats.
     #[arg(long)]
     labels: Option<String>,
     /// HD95 convention: monai = max of the two directed 95th percentiles; pooled = 95th percentile of
     /// both directions' distances together (MedPy, panoptica, BraTS).
     #[arg(long, value_enum, default_value_t = Hd95Arg::Monai)]
-    hd95: Hd95Arg,
+    pub(crate) hd95: Hd95Arg,
     /// Neighbourhood defining surface voxels (mask XOR erosion).
     #[arg(long, value_parser = ["6", "26"], default_value = "6")]
-    connectivity: String,
+    pub(crate) connectivity: String,
     /// Distance (mm) scored when exactly one of prediction and reference is empty (BraTS convention).
     #[arg(long, default_value_t = 373.13)]
-    empty_penalty: f64,
+    pub(crate) empty_penalty: f64,
     /// Score when both are empty: nan (excluded from means and counted) or one (Dice 1, distances 0).
     #[arg(long, value_enum, default_value_t = BothEmptyArg::Nan)]
-    both_empty: BothEmptyArg,
+    pub(crate) both_empty: BothEmptyArg,
     /// Write per-case rows and means as CSV ("-" or /dev/stdout for standard output).
     #[arg(long)]
-    csv: Option<PathBuf>,
+    pub(crate) csv: Option<PathBuf>,
     /// Write everything as JSON ("-" or /dev/stdout for standard output).
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub(crate) json: Option<PathBuf>,
     /// Evaluate only the reference cases that have a prediction (default: a missing one is an error).
     #[arg(long)]
     allow_missing: bool,
@@ -55,13 +77,13 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum Hd95Arg {
+pub(crate) enum Hd95Arg {
     Monai,
     Pooled,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum BothEmptyArg {
+pub(crate) enum BothEmptyArg {
     Nan,
     One,
 }
@@ -93,13 +115,39 @@ struct Report<'a> {
     summary: BTreeMap<&'a str, &'a RegionSummary>,
 }
 
-fn is_stdout(p: &Path) -> bool {
+pub(crate) fn is_stdout(p: &Path) -> bool {
     p == Path::new("-") || p == Path::new("/dev/stdout")
+}
+
+/// The metric options of the arguments.
+pub(crate) fn eval_options(a: &Args) -> CliResult<EvalOptions> {
+    let opts = EvalOptions {
+        connectivity: if a.connectivity == "26" { Connectivity::TwentySix } else { Connectivity::Six },
+        hd95: match a.hd95 {
+            Hd95Arg::Monai => Hd95Convention::Monai,
+            Hd95Arg::Pooled => Hd95Convention::Pooled,
+        },
+        empty_penalty_mm: a.empty_penalty,
+        both_empty: match a.both_empty {
+            BothEmptyArg::Nan => BothEmpty::Nan,
+            BothEmptyArg::One => BothEmpty::Perfect,
+        },
+    };
+    if !(opts.empty_penalty_mm.is_finite() && opts.empty_penalty_mm >= 0.0) {
+        return Err("--empty-penalty must be a finite distance ≥ 0".into());
+    }
+    Ok(opts)
 }
 
 /// Run the command.
 pub fn run(a: &Args) -> CliResult {
-    let pairing = pair(&a.pred, &a.reference)?;
+    if a.model.is_some() {
+        return crate::subset_eval::run(a);
+    }
+    let (Some(pred), Some(reference)) = (&a.pred, &a.reference) else {
+        return Err("give --pred and --ref, or --model and --data".into());
+    };
+    let pairing = pair(pred, reference)?;
     let mut preset = match (&a.labels, &pairing.preset) {
         (Some(name), _) => LabelPreset::named(name)?,
         (None, Some(p)) => p.clone(),
@@ -118,7 +166,7 @@ pub fn run(a: &Args) -> CliResult {
         let msg = format!(
             "{} reference case(s) have no prediction in {}: {}",
             pairing.missing_pred.len(),
-            a.pred.display(),
+            pred.display(),
             pairing.missing_pred.join(", ")
         );
         if !a.allow_missing {
@@ -127,7 +175,7 @@ pub fn run(a: &Args) -> CliResult {
         eprintln!("note: {msg}; they are not evaluated");
     }
     if pairing.pairs.is_empty() {
-        return Err(format!("no prediction in {} matches a reference case id", a.pred.display()).into());
+        return Err(format!("no prediction in {} matches a reference case id", pred.display()).into());
     }
     if !pairing.unmatched_pred.is_empty() {
         let shown: Vec<String> = pairing.unmatched_pred.iter().take(5).map(|p| p.display().to_string()).collect();
@@ -138,21 +186,7 @@ pub fn run(a: &Args) -> CliResult {
             if pairing.unmatched_pred.len() > 5 { ", ..." } else { "" }
         );
     }
-    let opts = EvalOptions {
-        connectivity: if a.connectivity == "26" { Connectivity::TwentySix } else { Connectivity::Six },
-        hd95: match a.hd95 {
-            Hd95Arg::Monai => Hd95Convention::Monai,
-            Hd95Arg::Pooled => Hd95Convention::Pooled,
-        },
-        empty_penalty_mm: a.empty_penalty,
-        both_empty: match a.both_empty {
-            BothEmptyArg::Nan => BothEmpty::Nan,
-            BothEmptyArg::One => BothEmpty::Perfect,
-        },
-    };
-    if !(opts.empty_penalty_mm.is_finite() && opts.empty_penalty_mm >= 0.0) {
-        return Err("--empty-penalty must be a finite distance ≥ 0".into());
-    }
+    let opts = eval_options(a)?;
     let bar = ProgressBar::new(pairing.pairs.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} evaluating [{bar:30}] {pos}/{len} {msg} ({eta})")?

@@ -1,10 +1,13 @@
 //! The `magseg` command-line program: argument parsing, logging set-up, progress bars and exit codes.
 
+mod demo;
 mod evaluate;
 mod inspect;
 mod model_info;
 mod pairing;
 mod phantom;
+mod predict;
+mod subset_eval;
 mod train;
 
 use std::process::ExitCode;
@@ -38,6 +41,10 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Show a model checkpoint's configuration and parameter count.
     ModelInfo(model_info::Args),
+    /// Generate phantom data, train a tiny model, evaluate every modality subset: the whole method in minutes.
+    Demo(demo::Args),
+    /// Segment a case (or many) with a trained model from any subset of its modalities.
+    Predict(predict::Args),
     /// Train a MAG-MS model from a TOML configuration (resumable, with validation and curves).
     Train(train::Args),
 }
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => evaluate::run(&a),
         Command::ModelInfo(a) => model_info::run(&a),
         Command::Train(a) => train::run(&a),
+        Command::Predict(a) => predict::run(&a, cli.verbose > 0),
+        Command::Demo(a) => demo::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

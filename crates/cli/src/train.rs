@@ -39,8 +39,22 @@ pub fn read_config(path: &Path) -> CliResult<TrainConfig> {
 }
 
 /// The progress bar and validation printer.
-struct Progress {
-    bar: ProgressBar,
+pub(crate) struct Progress {
+    pub(crate) bar: ProgressBar,
+}
+
+impl Progress {
+    /// A hidden-until-started bar with the training layout.
+    pub(crate) fn new() -> CliResult<Self> {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} · {msg}",
+            )?
+            .progress_chars("=> "),
+        );
+        Ok(Self { bar })
+    }
 }
 
 impl Progress {
@@ -144,12 +158,7 @@ pub fn run(a: &Args) -> CliResult {
         })
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
     }
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta} · {msg}")?
-            .progress_chars("=> "),
-    );
-    let mut progress = Progress { bar };
+    let mut progress = Progress::new()?;
     let outcome = train(&config, &TrainOptions { resume: a.resume, stop }, &mut progress)?;
     progress.bar.finish_and_clear();
     let out = outcome.output.display();

@@ -101,7 +101,7 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_resume_continues() {
     let text = std::fs::read_to_string(&cfg).unwrap().replace("epochs = 2", "epochs = 500");
     std::fs::write(&cfg, text).unwrap();
     let run = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_magseg"))
+    let child = Command::new(env!("CARGO_BIN_EXE_magseg"))
         .args(["train", "--config", &cfg])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -123,7 +123,7 @@ fn ctrl_c_finishes_the_step_writes_a_checkpoint_and_resume_continues() {
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("last/state.json")).unwrap()).unwrap();
     let step = state["step"].as_u64().unwrap();
-    assert!(step >= 1 && step < 1000 && state["finished"] == false, "{state}");
+    assert!((1..1000).contains(&step) && state["finished"] == false, "{state}");
     // Resume with a short time limit: it continues after the interrupted step.
     let o = magseg(&["train", "--config", &cfg, "--resume", "--time-limit", "0.001"]);
     assert!(o.status.success(), "{}", stderr(&o));

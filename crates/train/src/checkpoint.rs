@@ -89,6 +89,7 @@ pub fn save_checkpoint(
     let _span = tracing::debug_span!("save_checkpoint", step = state.step).entered();
     write_dir_atomically(dir, |tmp| {
         model.save(tmp)?;
+        crate::Preprocess { spacing: config.data.spacing }.save(tmp)?;
         let tensors = optim.state_tensors();
         let path = tmp.join(OPTIMIZER_FILE);
         candle_core::safetensors::save(&tensors, &path)?;

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use magseg_patch::{CaseCache, CaseData};
-use magseg_volume::transform::{crop, nonzero_bbox, resample_image, resample_labels, to_ras, zscore_nonzero, BBox};
 use magseg_volume::{discover, load_case, Case, Dataset, LabelPreset, LoadedCase};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::preprocess::{preprocess, Preprocess};
 use crate::{Result, TrainError};
 
 /// The `[data]` section.
@@ -123,7 +123,9 @@ impl DataConfig {
     }
 }
 
-/// Reads one case (the listed modalities and its labels) and applies the training preprocessing.
+/// Reads one case (the listed modalities and its labels) and applies the training preprocessing
+/// ([`crate::preprocess::preprocess`]; the labels follow the same reorientation, nearest-neighbour
+/// resampling and crop).
 pub fn prepare_case(
     case: &Case,
     modalities: &[String],
@@ -135,31 +137,14 @@ pub fn prepare_case(
     let mut images = Vec::with_capacity(modalities.len());
     for m in modalities {
         let img = loaded.image(m).ok_or_else(|| TrainError::Data(format!("case {} lacks modality {m}", case.id)))?;
-        let (mut img, _) = to_ras(img);
-        if let Some(s) = spacing {
-            img = resample_image(&img, s)?;
-        }
-        images.push((m.clone(), img));
+        images.push((m.as_str(), img));
     }
+    let prepared = preprocess(&images, &Preprocess { spacing })?;
     let label = loaded.label.as_ref().ok_or_else(|| TrainError::Data(format!("case {} has no labels", case.id)))?;
-    let (mut label, _) = to_ras(label);
-    if let Some(s) = spacing {
-        label = resample_labels(&label, s)?;
-    }
-    let bbox = images.iter().filter_map(|(_, img)| nonzero_bbox(img)).reduce(|a, b| union(&a, &b));
-    let bbox = bbox.ok_or_else(|| TrainError::Data(format!("case {}: every modality is all zeros", case.id)))?;
-    for (_, img) in images.iter_mut() {
-        *img = crop(img, &bbox)?;
-        zscore_nonzero(img);
-    }
-    let label = crop(&label, &bbox)?;
+    let label = prepared.inverse.labels_forward(label, spacing)?;
+    let images = modalities.iter().cloned().zip(prepared.images).collect();
     let prepared = LoadedCase { id: case.id.clone(), images, label: Some(label) };
     Ok(CaseData::from_loaded(&prepared, preset)?)
-}
-
-/// The smallest box holding both.
-fn union(a: &BBox, b: &BBox) -> BBox {
-    BBox { start: [0, 1, 2].map(|i| a.start[i].min(b.start[i])), end: [0, 1, 2].map(|i| a.end[i].max(b.end[i])) }
 }
 
 /// Prepares `cases` in parallel into a cache (case order kept).

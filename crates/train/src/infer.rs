@@ -3,6 +3,7 @@
 //! averaged over windows, and the arg-max class map. `magseg predict` and validation share it.
 
 use candle_core::{DType, Device, Tensor};
+use magseg_distill::Subset;
 use magseg_model::MagMs;
 use magseg_patch::{gaussian_importance, window_grid, Accumulator};
 use serde::{Deserialize, Serialize};
@@ -59,14 +60,37 @@ pub struct InferInput<'a> {
 
 /// Per-class probabilities `(classes, k, j, i)` of `input` for the present modalities.
 pub fn sliding_window_probs(model: &MagMs, input: InferInput, cfg: &WindowConfig) -> Result<Vec<f32>> {
+    let subset: Subset = (input.slots.iter().enumerate()).filter(|(_, s)| s.is_some()).map(|(m, _)| 1u32 << m).sum();
+    let mut out = sliding_window_subsets(model, input, &[subset], cfg, &mut |_, _| {})?;
+    Ok(out.pop().unwrap_or_default())
+}
+
+/// Per-class probabilities `(classes, k, j, i)` of `input` for each of `subsets` (bit m = model
+/// modality m), in one sweep: every window is encoded once per modality that some subset uses, and
+/// each subset decodes the mean of its members' features. Every modality of a subset must have a
+/// slot. `progress(done, total)` is called after each group of windows.
+pub fn sliding_window_subsets(
+    model: &MagMs,
+    input: InferInput,
+    subsets: &[Subset],
+    cfg: &WindowConfig,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>> {
     cfg.validate()?;
     let mc = model.config();
     let n_mod = mc.modalities.len();
     if input.slots.len() != n_mod {
         return Err(TrainError::Config(format!("{} modality slots for a {n_mod}-modality model", input.slots.len())));
     }
-    if input.slots.iter().all(Option::is_none) {
+    let used: Subset = subsets.iter().fold(0, |a, s| a | s);
+    if subsets.is_empty() || subsets.contains(&0) {
         return Err(magseg_model::ModelError::NoModality { expected: n_mod }.into());
+    }
+    for m in 0..32 {
+        if used & (1 << m) != 0 && input.slots.get(m).is_none_or(|s| s.is_none()) {
+            let name = mc.modalities.get(m).map(String::as_str).unwrap_or("?");
+            return Err(TrainError::Data(format!("modality {name} is needed but not given")));
+        }
     }
     let dims = input.dims;
     let n: usize = dims.iter().product();
@@ -78,48 +102,84 @@ pub fn sliding_window_probs(model: &MagMs, input: InferInput, cfg: &WindowConfig
     let window = [mc.patch_size[2], mc.patch_size[1], mc.patch_size[0]];
     let padded = [0, 1, 2].map(|a| dims[a].max(window[a]));
     let np: usize = padded.iter().product();
-    let _span = tracing::debug_span!("sliding_window", ?dims, ?window).entered();
-    // Zero-pad (at the end of each axis) every present channel.
-    let mut chans: Vec<Option<Vec<f32>>> = Vec::with_capacity(n_mod);
-    for slot in input.slots {
-        chans.push(slot.map(|c| pad(&input.image[c * n..(c + 1) * n], dims, padded)));
-    }
+    let _span = tracing::debug_span!("sliding_window", ?dims, ?window, subsets = subsets.len()).entered();
+    // Zero-pad (at the end of each axis) every channel some subset uses.
+    let chans: Vec<Option<Vec<f32>>> = (0..n_mod)
+        .map(|m| match input.slots[m] {
+            Some(c) if used & (1 << m) != 0 => Some(pad(&input.image[c * n..(c + 1) * n], dims, padded)),
+            _ => None,
+        })
+        .collect();
     let classes = mc.out_channels;
-    let mut acc = Accumulator::new(classes, padded, window, gaussian_importance(window, cfg.sigma_scale))?;
+    let importance = gaussian_importance(window, cfg.sigma_scale);
+    let mut accs = (0..subsets.len())
+        .map(|_| Accumulator::new(classes, padded, window, importance.clone()))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let starts = window_grid(padded, window, cfg.overlap)?;
     let wn: usize = window.iter().product();
     let device = model.device().clone();
+    let mut done = 0;
     for group in starts.chunks(cfg.windows_per_batch) {
-        let mut inputs: Vec<Option<Tensor>> = Vec::with_capacity(n_mod);
-        for ch in &chans {
-            inputs.push(match ch {
-                None => None,
-                Some(vol) => {
-                    let mut buf = Vec::with_capacity(group.len() * wn);
-                    for s in group {
-                        extract(vol, padded, *s, window, &mut buf);
-                    }
-                    let shape = (group.len(), 1, window[2], window[1], window[0]);
-                    Some(Tensor::from_vec(buf, shape, &Device::Cpu)?.to_device(&device)?)
+        let mut feats: Vec<Option<Vec<Tensor>>> = vec![None; n_mod];
+        for (m, ch) in chans.iter().enumerate() {
+            if let Some(vol) = ch {
+                let mut buf = Vec::with_capacity(group.len() * wn);
+                for s in group {
+                    extract(vol, padded, *s, window, &mut buf);
                 }
-            });
+                let shape = (group.len(), 1, window[2], window[1], window[0]);
+                let x = Tensor::from_vec(buf, shape, &Device::Cpu)?.to_device(&device)?;
+                feats[m] = Some(model.encode(m, &x)?);
+            }
         }
-        let logits = model.predict(&inputs)?;
-        let probs = candle_nn::ops::softmax(&logits, 1)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-        let probs = probs.flatten_all()?.to_vec1::<f32>()?;
-        for (b, s) in group.iter().enumerate() {
-            acc.add(*s, &probs[b * classes * wn..(b + 1) * classes * wn])?;
+        for (si, &s) in subsets.iter().enumerate() {
+            let members: Vec<&Vec<Tensor>> =
+                (0..n_mod).filter(|m| s & (1 << m) != 0).filter_map(|m| feats[m].as_ref()).collect();
+            let fused = mean_levels(&members)?;
+            let logits = model.decode(&fused)?;
+            let probs = candle_nn::ops::softmax(&logits, 1)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+            let probs = probs.flatten_all()?.to_vec1::<f32>()?;
+            for (b, start) in group.iter().enumerate() {
+                accs[si].add(*start, &probs[b * classes * wn..(b + 1) * classes * wn])?;
+            }
         }
+        done += group.len();
+        progress(done, starts.len());
     }
-    let full = acc.finish()?;
-    if padded == dims {
-        return Ok(full);
+    let mut results = Vec::with_capacity(subsets.len());
+    for acc in accs {
+        let full = acc.finish()?;
+        if padded == dims {
+            results.push(full);
+            continue;
+        }
+        let mut out = Vec::with_capacity(classes * n);
+        for c in 0..classes {
+            extract(&full[c * np..(c + 1) * np], padded, [0; 3], dims, &mut out);
+        }
+        results.push(out);
     }
-    let mut out = Vec::with_capacity(classes * n);
-    for c in 0..classes {
-        extract(&full[c * np..(c + 1) * np], padded, [0; 3], dims, &mut out);
+    Ok(results)
+}
+
+/// Element-wise mean per level over several modalities' features (mean fusion).
+fn mean_levels(members: &[&Vec<Tensor>]) -> Result<Vec<Tensor>> {
+    let Some(first) = members.first() else {
+        return Err(TrainError::Data("a subset without features".into()));
+    };
+    if members.len() == 1 {
+        return Ok((*first).clone());
     }
-    Ok(out)
+    let k = members.len() as f64;
+    (0..first.len())
+        .map(|l| {
+            let mut sum = first[l].clone();
+            for f in &members[1..] {
+                sum = (sum + &f[l])?;
+            }
+            Ok((sum / k)?)
+        })
+        .collect()
 }
 
 /// The arg-max class of each voxel of `(classes, voxels)` probabilities (ties: the lower class).

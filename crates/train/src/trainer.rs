@@ -384,6 +384,7 @@ fn run(
                 state.best = Some((v.score, state.step));
                 write_dir_atomically(&out.join(BEST_DIR), |tmp| {
                     model.save(tmp)?;
+                    crate::Preprocess { spacing: config.data.spacing }.save(tmp)?;
                     write_validation(&tmp.join("validation.json"), &v, state.step)
                 })?;
             }

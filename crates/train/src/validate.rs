@@ -7,7 +7,7 @@ use magseg_patch::CaseCache;
 use magseg_volume::LabelPreset;
 use serde::{Deserialize, Serialize};
 
-use crate::infer::{argmax_classes, sliding_window_probs, InferInput, WindowConfig};
+use crate::infer::{argmax_classes, sliding_window_subsets, InferInput, WindowConfig};
 use crate::Result;
 
 /// The mean Dice of each region for one modality subset.
@@ -61,11 +61,11 @@ pub fn validate(
         for r in &regions {
             truth.push(preset.region_mask_classes(r, &case.labels)?);
         }
-        for (si, &s) in subsets.iter().enumerate() {
-            let slots: Vec<Option<usize>> = (0..modalities.len()).map(|m| (s & (1 << m) != 0).then_some(m)).collect();
-            let input = InferInput { dims: case.dims, image: &case.image, slots: &slots };
-            let probs = sliding_window_probs(model, input, window)?;
-            let pred = argmax_classes(&probs, classes);
+        let slots: Vec<Option<usize>> = (0..modalities.len()).map(Some).collect();
+        let input = InferInput { dims: case.dims, image: &case.image, slots: &slots };
+        let all_probs = sliding_window_subsets(model, input, subsets, window, &mut |_, _| {})?;
+        for (si, probs) in all_probs.iter().enumerate() {
+            let pred = argmax_classes(probs, classes);
             for (ri, r) in regions.iter().enumerate() {
                 let d = magseg_metrics::dice(&preset.region_mask_classes(r, &pred)?, &truth[ri])?;
                 if d.is_finite() {
