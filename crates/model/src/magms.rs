@@ -213,9 +213,9 @@ impl MagMs {
     }
 }
 
-/// Element-wise mean per level over the modalities' features (the features themselves when
-/// only one modality is present).
-fn mean_features(feats: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
+/// Mean fusion: the element-wise mean per level over several modalities' features (the features
+/// themselves when only one modality is present).
+pub fn mean_features(feats: &[Vec<Tensor>]) -> Result<Vec<Tensor>> {
     let Some(first) = feats.first() else {
         return Err(ModelError::Input("no features to fuse".into()));
     };

@@ -133,9 +133,9 @@ pub fn sliding_window_subsets(
             }
         }
         for (si, &s) in subsets.iter().enumerate() {
-            let members: Vec<&Vec<Tensor>> =
-                (0..n_mod).filter(|m| s & (1 << m) != 0).filter_map(|m| feats[m].as_ref()).collect();
-            let fused = mean_levels(&members)?;
+            let members: Vec<Vec<Tensor>> =
+                (0..n_mod).filter(|m| s & (1 << m) != 0).filter_map(|m| feats[m].clone()).collect();
+            let fused = magseg_model::mean_features(&members)?;
             let logits = model.decode(&fused)?;
             let probs = candle_nn::ops::softmax(&logits, 1)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
             let probs = probs.flatten_all()?.to_vec1::<f32>()?;
@@ -160,26 +160,6 @@ pub fn sliding_window_subsets(
         results.push(out);
     }
     Ok(results)
-}
-
-/// Element-wise mean per level over several modalities' features (mean fusion).
-fn mean_levels(members: &[&Vec<Tensor>]) -> Result<Vec<Tensor>> {
-    let Some(first) = members.first() else {
-        return Err(TrainError::Data("a subset without features".into()));
-    };
-    if members.len() == 1 {
-        return Ok((*first).clone());
-    }
-    let k = members.len() as f64;
-    (0..first.len())
-        .map(|l| {
-            let mut sum = first[l].clone();
-            for f in &members[1..] {
-                sum = (sum + &f[l])?;
-            }
-            Ok((sum / k)?)
-        })
-        .collect()
 }
 
 /// The arg-max class of each voxel of `(classes, voxels)` probabilities (ties: the lower class).

@@ -215,18 +215,14 @@ fn check_resumable(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
 
 /// The subsets validation scores: the full set and each single modality, or every subset.
 fn validation_subsets(m: usize, which: ValidationSubsets) -> Vec<Subset> {
-    let full: Subset = (1 << m) - 1;
     match which {
         ValidationSubsets::Singles => {
+            let full: Subset = (1 << m) - 1;
             let mut v = vec![full];
             v.extend((0..m).map(|i| 1 << i).filter(|s| *s != full));
             v
         }
-        ValidationSubsets::All => {
-            let mut v: Vec<Subset> = (1..=full).collect();
-            v.sort_by_key(|s| (std::cmp::Reverse(s.count_ones()), *s));
-            v
-        }
+        ValidationSubsets::All => crate::subsets::all_subsets(m),
     }
 }
 
@@ -299,16 +295,8 @@ fn run(
         let mut kl = parts.kl;
         // Extended schedule: intermediate subsets decoded from the mean of their members' features.
         for &sub in subsets.iter().filter(|s| s.count_ones() >= 2 && s.count_ones() < m as u32) {
-            let who = members(sub);
-            let feats: Vec<Tensor> = (0..mod_feats[0].len())
-                .map(|l| {
-                    let mut acc = mod_feats[who[0]][l].clone();
-                    for &i in &who[1..] {
-                        acc = (acc + &mod_feats[i][l])?;
-                    }
-                    acc.affine(1.0 / who.len() as f64, 0.0)
-                })
-                .collect::<candle_core::Result<_>>()?;
+            let who: Vec<Vec<Tensor>> = members(sub).into_iter().map(|i| mod_feats[i].clone()).collect();
+            let feats = magseg_model::mean_features(&who)?;
             let z = model.decode(&feats)?;
             let d = dice_ce(&z, &target)?;
             dce += d.to_scalar::<f32>()? as f64;
