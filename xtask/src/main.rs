@@ -1,6 +1,7 @@
 //! `cargo xtask`: project automation — benchmarks side by side with peer tools, architecture checks.
 
 mod bench;
+mod cuda;
 mod peers;
 mod tidy;
 
@@ -10,6 +11,10 @@ pub const USAGE: &str = "usage: cargo xtask <command>
   bench metrics [--reps N] [--seg FILE]          EDT vs scipy, HD95 vs MONAI and MedPy
   bench ops [--reps N]                           conv3d / conv_transpose3d vs PyTorch (CPU)
   bench model [--reps N] [--roi 96]              UNETR and MAG-MS forward vs MONAI / PyTorch (CPU)
+  cuda-env [DIR]                                CUDA build env from PyPI wheels in DIR (default .cuda-env);
+                                                prints export lines: source <(cargo xtask cuda-env)
+  gpu-bundle [--out DIR] [--env DIR]            GPU tests + EDT benchmark + CuPy peer for a GPU machine
+                                                (default out/gpu-bundle; runs cuda-env itself): DIR/run.sh OUT
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {
@@ -19,6 +24,8 @@ fn main() -> std::process::ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::run(&args[1..]),
         Some("tidy") => tidy::run(),
+        Some("cuda-env") => cuda::env(&args[1..]),
+        Some("gpu-bundle") => cuda::bundle(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {

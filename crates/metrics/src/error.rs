@@ -29,6 +29,9 @@ pub enum MetricsError {
     /// An evaluation option is out of range.
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// A CUDA driver call failed (feature `cuda`): no device, PTX not loadable, launch or copy failed.
+    #[error("CUDA: {0}")]
+    Cuda(String),
 }
 
 /// `Result` with [`MetricsError`].

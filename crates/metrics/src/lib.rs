@@ -41,6 +41,8 @@
 //! their union first (exact: outside it everything is background, just like outside the grid) and
 //! computes the two EDTs only there.
 
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod distances;
 mod edt;
 mod error;
