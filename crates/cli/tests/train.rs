@@ -82,6 +82,7 @@ fn configuration_errors_stop_before_any_work() {
     expect_error(&config(tmp.path(), &data, "depth = 3", ""), "unknown field `depth`");
     expect_error(&config(tmp.path(), &tmp.path().join("missing"), "", ""), "missing");
     expect_error(&config(tmp.path(), &data, "", "modalities = [\"flair\", \"pd\"]"), "no modality 'pd'");
+    expect_error(&config(tmp.path(), &data, "", "layout = \"msd\""), "laid out as BraTS");
     // A 24³ patch cannot fit 16³ phantoms; a 20³ patch is not a multiple of 8 (U-Net).
     let cfg = config(tmp.path(), &data, "", "");
     let text = std::fs::read_to_string(&cfg).unwrap().replace("patch = [16, 16, 16]", "patch = [24, 24, 24]");

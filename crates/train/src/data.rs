@@ -18,6 +18,10 @@ use crate::{Result, TrainError};
 pub struct DataConfig {
     /// A data set folder or manifest (any layout `magseg inspect` recognises).
     pub path: PathBuf,
+    /// The layout the data set must have (`msd`, `brats`, `brats2023`, `iseg`, `manifest`); default:
+    /// whatever is recognised (`magseg inspect` shows it).
+    #[serde(default)]
+    pub layout: Option<String>,
     /// Modalities to train on, in model input order; default: all of the data set's.
     #[serde(default)]
     pub modalities: Option<Vec<String>>,
@@ -58,6 +62,16 @@ impl DataConfig {
     /// Discovers the data set and checks modalities, labels and the split, reading headers only.
     pub fn plan(&self) -> Result<DataPlan> {
         let dataset = discover(&self.path)?;
+        if let Some(want) = &self.layout {
+            let found = dataset.layout.name().to_lowercase().replace(' ', "");
+            if want.to_lowercase().replace([' ', '-', '_'], "") != found {
+                return Err(TrainError::Config(format!(
+                    "data.layout = '{want}' but {} is laid out as {}",
+                    self.path.display(),
+                    dataset.layout.name()
+                )));
+            }
+        }
         let preset = match (&self.labels, &dataset.preset) {
             (Some(name), _) => LabelPreset::named(name)?,
             (None, Some(p)) => p.clone(),
