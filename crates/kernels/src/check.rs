@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
 
 use crate::KernelsError;
 
-/// Dtypes with a CPU implementation.
+/// Dtypes with an implementation (CPU and CUDA; bf16 is future work).
 pub(crate) const SUPPORTED: &str = "f32";
 
 /// The five dimensions of a rank-5 tensor, or a rank error.
@@ -47,9 +47,9 @@ pub(crate) fn matching_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) ->
     Ok(())
 }
 
-/// Only the CPU has kernels so far; a CUDA `cuda_fwd` will lift this.
+/// The CPU always has kernels; CUDA devices have them with the `cuda` feature (Metal has none).
 pub(crate) fn supported_device(op: &'static str, d: &Device) -> Result<(), KernelsError> {
-    if d.is_cpu() {
+    if d.is_cpu() || (cfg!(feature = "cuda") && d.is_cuda()) {
         Ok(())
     } else {
         Err(KernelsError::Device { op, device: format!("{:?}", d.location()) })

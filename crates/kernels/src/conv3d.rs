@@ -25,7 +25,7 @@ impl Default for Conv3dConfig {
 /// `o = (i + 2·padding − k) / stride + 1`. Differentiable in `x`, `w` and `bias`.
 ///
 /// Bad shapes, dtypes or configurations return an error wrapping [`KernelsError`]. Supported:
-/// f32 on the CPU.
+/// f32 on the CPU, and on CUDA devices with the `cuda` feature (bf16 is future work).
 pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: Conv3dConfig) -> candle_core::Result<Tensor> {
     let _span = tracing::debug_span!("conv3d", x = ?x.dims(), w = ?w.dims()).entered();
     let g = conv3d_geometry(x, w, bias, cfg)?;
@@ -97,6 +97,18 @@ impl CustomOp2 for Conv3d {
         run_f32(g.output_len(), g.output_shape(), |y| cpu::conv3d_forward_f32(g, x, w, y))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let _span = tracing::trace_span!("conv3d_cuda_fwd", g = ?self.geometry).entered();
+        crate::cuda::forward(self.name(), &self.geometry, (s1, l1), (s2, l2))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -139,6 +151,18 @@ impl CustomOp2 for Conv3dBackwardData {
         let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
         run_f32(g.input_len(), g.input_shape(), |dx| cpu::conv3d_backward_data_f32(g, dy, w, dx))
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let _span = tracing::trace_span!("conv3d_cuda_bwd_data", g = ?self.geometry).entered();
+        crate::cuda::backward_data(self.name(), &self.geometry, (s1, l1), (s2, l2))
+    }
 }
 
 /// Backward-weight of [`Conv3d`]: arguments (input, output gradient), result the weight gradient.
@@ -165,5 +189,17 @@ impl CustomOp2 for Conv3dBackwardWeight {
         let x = f32_data(self.name(), s1, l1, &g.input_shape())?;
         let dy = f32_data(self.name(), s2, l2, &g.output_shape())?;
         run_f32(g.weight_len(), g.weight_shape(), |dw| cpu::conv3d_backward_weight_f32(g, x, dy, dw))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let _span = tracing::trace_span!("conv3d_cuda_bwd_weight", g = ?self.geometry).entered();
+        crate::cuda::backward_weight(self.name(), &self.geometry, (s1, l1), (s2, l2))
     }
 }

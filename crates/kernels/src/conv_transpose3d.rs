@@ -11,7 +11,7 @@ use crate::{Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dGeometry, Ke
 /// `bias`. Kernel 2 stride 2 is UNETR's up-sampling; any kernel and stride work.
 ///
 /// Bad shapes, dtypes or strides return an error wrapping [`KernelsError`]. Supported: f32 on the
-/// CPU.
+/// CPU, and on CUDA devices with the `cuda` feature (bf16 is future work).
 pub fn conv_transpose3d(
     x: &Tensor,
     w: &Tensor,
@@ -93,6 +93,19 @@ impl CustomOp2 for ConvTranspose3d {
         let _span = tracing::trace_span!("conv_transpose3d_cpu_fwd", g = ?self.geometry).entered();
         // A transposed convolution is the backward-data pass of the convolution it undoes.
         Conv3dBackwardData { geometry: self.geometry }.cpu_fwd(s1, l1, s2, l2)
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let _span = tracing::trace_span!("conv_transpose3d_cuda_fwd", g = ?self.geometry).entered();
+        // As on the CPU: the backward-data pass of the convolution this one undoes.
+        Conv3dBackwardData { geometry: self.geometry }.cuda_fwd(s1, l1, s2, l2)
     }
 
     fn bwd(
