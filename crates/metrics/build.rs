@@ -1,33 +1,40 @@
-//! Build script of magseg-metrics: with the `cuda` feature, compiles src/cuda/edt.cu to PTX with nvcc
-//! (`$NVCC`, else `nvcc` on PATH; `-arch=compute_$CUDA_COMPUTE_CAP`, default 90) into `OUT_DIR`.
-//! Without the feature it does nothing, so CPU builds need no CUDA.
+//! Build script of magseg-metrics: with the `cuda` feature, compiles every kernel file of src/cuda/
+//! (edt.cu, surface.cu) to PTX with nvcc (`$NVCC`, else `nvcc` on PATH; `-arch=compute_$CUDA_COMPUTE_CAP`,
+//! default 90) into `OUT_DIR/<name>.ptx`. Without the feature it does nothing, so CPU builds need no CUDA.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+/// The kernel files, compiled to `OUT_DIR/<name>.ptx` (included by src/cuda/).
+const KERNELS: [&str; 2] = ["edt", "surface"];
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    println!("cargo::rerun-if-changed=src/cuda/edt.cu");
     println!("cargo::rerun-if-env-changed=NVCC");
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     let cap = cap.trim().replace('.', "");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("edt.ptx");
-    // -fmad=false: no fused multiply-add, so the GPU result equals the CPU's bit for bit.
-    let status = Command::new(&nvcc)
-        .args(["-ptx", &format!("-arch=compute_{cap}"), "-O3", "-fmad=false", "-o"])
-        .arg(&out)
-        .arg("src/cuda/edt.cu")
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!("{nvcc} failed ({s}) compiling src/cuda/edt.cu"),
-        Err(e) => {
-            panic!("cannot run {nvcc} ({e}): the `cuda` feature needs nvcc; run `source <(cargo xtask cuda-env)` first")
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for name in KERNELS {
+        let src = format!("src/cuda/{name}.cu");
+        println!("cargo::rerun-if-changed={src}");
+        let out = out_dir.join(format!("{name}.ptx"));
+        // -fmad=false: no fused multiply-add, so the GPU result equals the CPU's bit for bit.
+        let status = Command::new(&nvcc)
+            .args(["-ptx", &format!("-arch=compute_{cap}"), "-O3", "-fmad=false", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("{nvcc} failed ({s}) compiling {src}"),
+            Err(e) => panic!(
+                "cannot run {nvcc} ({e}): the `cuda` feature needs nvcc; run `source <(cargo xtask cuda-env)` first"
+            ),
         }
     }
 }

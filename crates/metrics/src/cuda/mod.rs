@@ -1,43 +1,60 @@
 //! The exact Euclidean distance transform on an NVIDIA GPU (feature `cuda`): the kernels of `edt.cu`
-//! (compiled to PTX by build.rs) launched through cudarc, with the semantics of [`crate::edt_squared`].
+//! (compiled to PTX by build.rs) launched through cudarc, with the semantics of [`crate::edt_squared`];
+//! and surface distances / HD95 on the GPU ([`CudaSurface`], kernels of `surface.cu`).
 //!
 //! Kernel launches are `unsafe` in cudarc; this is the only module of the crate allowed to use it.
 #![allow(unsafe_code)]
 
-use std::sync::Arc;
+mod surface;
 
-use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
 use cudarc::nvrtc::Ptx;
+
+pub use surface::{CudaSurface, DeviceMasks};
 
 use crate::{Grid, MetricsError, Result};
 
 /// PTX of `edt.cu`, compiled by build.rs with nvcc (`-fmad=false`).
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/edt.ptx"));
 
-/// Threads per block of every launch.
+/// Threads per block of every launch (a multiple of 32: the surface kernels reduce per warp).
 const BLOCK: u32 = 128;
 
 fn cuda_err(what: &str) -> impl Fn(cudarc::driver::DriverError) -> MetricsError + '_ {
     move |e| MetricsError::Cuda(format!("{what}: {e}"))
 }
 
-/// A CUDA device with the EDT kernels loaded: context, stream and the two kernel functions.
+/// Make `buf` hold at least `n` elements (at least 1: the driver refuses empty allocations),
+/// reallocating (zeroed) only when it is too small; its contents are kept otherwise.
+fn grow<T: DeviceRepr + ValidAsZeroBits>(s: &Arc<CudaStream>, buf: &mut CudaSlice<T>, n: usize) -> Result<()> {
+    if buf.len() < n.max(1) {
+        *buf = s.alloc_zeros::<T>(n.max(1)).map_err(cuda_err("allocating device memory"))?;
+    }
+    Ok(())
+}
+
+/// A CUDA device with the EDT kernels loaded: context, stream, the two kernel functions, and the
+/// device buffers of the last [`CudaEdt::edt_squared`] call, reused (grown only when too small).
 pub struct CudaEdt {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     binary_lines: CudaFunction,
     envelope_lines: CudaFunction,
+    cache: Mutex<Option<DeviceEdt>>,
 }
 
 /// One volume's buffers on the device: the features, the distances and the envelope scratch, so that
-/// [`CudaEdt::run`] can be timed without host transfers.
+/// [`CudaEdt::run`] can be timed without host transfers. The buffers may be larger than the grid
+/// needs ([`CudaEdt::upload_into`] reuses them for other grids).
 pub struct DeviceEdt {
     grid: Grid,
     features: CudaSlice<bool>,
     out: CudaSlice<f32>,
-    v: CudaSlice<i32>,
-    h: CudaSlice<f64>,
-    z: CudaSlice<f64>,
+    scratch: Scratch,
 }
 
 impl DeviceEdt {
@@ -45,6 +62,48 @@ impl DeviceEdt {
     pub fn grid(&self) -> &Grid {
         &self.grid
     }
+}
+
+/// Entries of the envelope scratch for a grid of `dims`: n + 1 per line of the j and k passes.
+pub(crate) fn scratch_len([nx, ny, nz]: [usize; 3]) -> usize {
+    (nx * nz * (ny + 1)).max(nx * ny * (nz + 1)).max(1)
+}
+
+/// Envelope scratch (apex positions, heights, interval boundaries), interleaved by line in the
+/// kernels; grown only when too small.
+pub(crate) struct Scratch {
+    v: CudaSlice<i32>,
+    h: CudaSlice<f64>,
+    z: CudaSlice<f64>,
+}
+
+impl Scratch {
+    pub(crate) fn new(s: &Arc<CudaStream>) -> Result<Self> {
+        let alloc = cuda_err("allocating scratch");
+        Ok(Self {
+            v: s.alloc_zeros(1).map_err(&alloc)?,
+            h: s.alloc_zeros(1).map_err(&alloc)?,
+            z: s.alloc_zeros(1).map_err(&alloc)?,
+        })
+    }
+
+    /// Make room for the passes over a grid of `dims`.
+    pub(crate) fn grow(&mut self, s: &Arc<CudaStream>, dims: [usize; 3]) -> Result<()> {
+        let n = scratch_len(dims);
+        grow(s, &mut self.v, n)?;
+        grow(s, &mut self.h, n)?;
+        grow(s, &mut self.z, n)
+    }
+
+    /// The three buffers, for a kernel launch.
+    pub(crate) fn parts(&mut self) -> (&mut CudaSlice<i32>, &mut CudaSlice<f64>, &mut CudaSlice<f64>) {
+        (&mut self.v, &mut self.h, &mut self.z)
+    }
+}
+
+/// A line length as the kernels' `int`.
+pub(crate) fn line_len(n: usize) -> Result<i32> {
+    i32::try_from(n).map_err(|_| MetricsError::InvalidGrid(format!("{n} voxels per line")))
 }
 
 impl CudaEdt {
@@ -56,7 +115,7 @@ impl CudaEdt {
         let module = ctx.load_module(Ptx::from_src(PTX)).map_err(cuda_err("loading the EDT PTX"))?;
         let binary_lines = module.load_function("edt_binary_lines").map_err(cuda_err("edt_binary_lines"))?;
         let envelope_lines = module.load_function("edt_envelope_lines").map_err(cuda_err("edt_envelope_lines"))?;
-        Ok(Self { ctx, stream, binary_lines, envelope_lines })
+        Ok(Self { ctx, stream, binary_lines, envelope_lines, cache: Mutex::new(None) })
     }
 
     /// The device's name as the driver reports it.
@@ -64,30 +123,58 @@ impl CudaEdt {
         self.ctx.name().map_err(cuda_err("device name"))
     }
 
+    pub(crate) fn ctx(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
     /// Squared Euclidean distance (mm²) from every voxel to the nearest feature (true) voxel, exactly
     /// as [`crate::edt_squared`] computes it (bit for bit): 0 on features, `f32::INFINITY` everywhere
-    /// when there is no feature.
+    /// when there is no feature. Reuses the device buffers of the previous call when they are large
+    /// enough.
     pub fn edt_squared(&self, features: &[bool], grid: &Grid) -> Result<Vec<f32>> {
-        let mut d = self.upload(features, grid)?;
-        self.run(&mut d)?;
-        self.download(&d)
+        let mut cache = self.cache.lock().map_err(|_| MetricsError::Cuda("EDT buffer lock poisoned".into()))?;
+        let d = match cache.as_mut() {
+            Some(d) => {
+                self.upload_into(features, grid, d)?;
+                d
+            }
+            None => cache.insert(self.upload(features, grid)?),
+        };
+        self.run(d)?;
+        self.download(d)
     }
 
     /// Copy `features` to the device and allocate the output and scratch buffers for [`CudaEdt::run`].
     pub fn upload(&self, features: &[bool], grid: &Grid) -> Result<DeviceEdt> {
-        let n = grid.check("features", features.len())?;
-        let [nx, ny, nz] = grid.dims;
-        // Envelope scratch: n + 1 entries per line of the j and k passes.
-        let scratch = (nx * nz * (ny + 1)).max(nx * ny * (nz + 1)).max(1);
+        grid.check("features", features.len())?;
         let s = &self.stream;
-        // A zero-voxel grid still gets one-element buffers (the driver refuses empty allocations).
-        let host: &[bool] = if n == 0 { &[false] } else { features };
-        let features = s.clone_htod(host).map_err(cuda_err("uploading the features"))?;
-        let out = s.alloc_zeros::<f32>(n.max(1)).map_err(cuda_err("allocating the distances"))?;
-        let v = s.alloc_zeros::<i32>(scratch).map_err(cuda_err("allocating scratch"))?;
-        let h = s.alloc_zeros::<f64>(scratch).map_err(cuda_err("allocating scratch"))?;
-        let z = s.alloc_zeros::<f64>(scratch).map_err(cuda_err("allocating scratch"))?;
-        Ok(DeviceEdt { grid: *grid, features, out, v, h, z })
+        let alloc = cuda_err("allocating device memory");
+        let mut d = DeviceEdt {
+            grid: *grid,
+            features: s.alloc_zeros(1).map_err(&alloc)?,
+            out: s.alloc_zeros(1).map_err(&alloc)?,
+            scratch: Scratch::new(s)?,
+        };
+        self.upload_into(features, grid, &mut d)?;
+        Ok(d)
+    }
+
+    /// Copy `features` into the buffers of `d` (grown when too small) and make `grid` its grid.
+    pub fn upload_into(&self, features: &[bool], grid: &Grid, d: &mut DeviceEdt) -> Result<()> {
+        let n = grid.check("features", features.len())?;
+        let s = &self.stream;
+        grow(s, &mut d.features, n)?;
+        grow(s, &mut d.out, n)?;
+        d.scratch.grow(s, grid.dims)?;
+        if n > 0 {
+            s.memcpy_htod(features, &mut d.features).map_err(cuda_err("uploading the features"))?;
+        }
+        d.grid = *grid;
+        Ok(())
     }
 
     /// Launch the three passes on the device buffers (asynchronously; see [`CudaEdt::synchronize`]).
@@ -97,33 +184,68 @@ impl CudaEdt {
         if nx * ny * nz == 0 {
             return Ok(());
         }
-        let dim = |n: usize| i32::try_from(n).map_err(|_| MetricsError::InvalidGrid(format!("{n} voxels per line")));
-        let (ni, nj, nk) = (dim(nx)?, dim(ny)?, dim(nz)?);
-        let lines_i = (ny * nz) as i64;
-        let mut launch = self.stream.launch_builder(&self.binary_lines);
-        launch.arg(&d.features).arg(&mut d.out).arg(&lines_i).arg(&ni).arg(&si);
-        // SAFETY: edt_binary_lines(const u8* f, float* out, long long nlines, int n, double s): `features`
-        // (bool = one 0/1 byte) and `out` (f32) hold nx*ny*nz = nlines*n elements; i64, i32, f64 scalars.
-        unsafe { launch.launch(config(lines_i)?) }.map_err(cuda_err("edt_binary_lines"))?;
+        self.binary_pass(&d.features, &mut d.out, d.grid.dims, si)?;
         // The CPU skips lines of length 1 (the envelope would round g/s²·s²); so does the GPU.
         if ny > 1 {
-            let lines = (nx * nz) as i64;
-            let (inner, outer, stride) = (nx as i64, (nx * ny) as i64, nx as i64);
-            self.envelope(d, lines, nj, inner, outer, stride, sj)?;
+            self.envelope_j(&mut d.out, &mut d.scratch, d.grid.dims, sj)?;
         }
         if nz > 1 {
             let lines = (nx * ny) as i64;
             let (inner, outer, stride) = (lines, 0i64, lines);
-            self.envelope(d, lines, nk, inner, outer, stride, sk)?;
+            self.envelope(&mut d.out, &mut d.scratch, lines, line_len(nz)?, inner, outer, stride, sk)?;
         }
         Ok(())
+    }
+
+    /// Pass i: squared distances (mm²) along i of the 0/1 bytes `features` on a grid of `dims` into
+    /// `out`; both hold at least the grid's voxels.
+    pub(crate) fn binary_pass<T>(
+        &self,
+        features: &CudaSlice<T>,
+        out: &mut CudaSlice<f32>,
+        dims: [usize; 3],
+        s: f64,
+    ) -> Result<()> {
+        let [nx, ny, nz] = dims;
+        let n = nx * ny * nz;
+        if n == 0 {
+            return Ok(());
+        }
+        assert!(
+            std::mem::size_of::<T>() == 1 && features.len() >= n && out.len() >= n,
+            "binary_pass: buffers too small"
+        );
+        let ni = line_len(nx)?;
+        let lines_i = (ny * nz) as i64;
+        let mut launch = self.stream.launch_builder(&self.binary_lines);
+        launch.arg(features).arg(out).arg(&lines_i).arg(&ni).arg(&s);
+        // SAFETY: edt_binary_lines(const u8* f, float* out, long long nlines, int n, double s): `features`
+        // (one-byte 0/1 elements: bool or u8, asserted above) and `out` (f32) hold at least
+        // nx*ny*nz = nlines*n elements (asserted above); i64, i32, f64 scalars.
+        unsafe { launch.launch(config(lines_i)?) }.map_err(cuda_err("edt_binary_lines"))?;
+        Ok(())
+    }
+
+    /// Pass j: envelopes along j of the grid `dims` in `out` (callers skip it when ny == 1).
+    pub(crate) fn envelope_j(
+        &self,
+        out: &mut CudaSlice<f32>,
+        sc: &mut Scratch,
+        dims: [usize; 3],
+        s: f64,
+    ) -> Result<()> {
+        let [nx, ny, nz] = dims;
+        let lines = (nx * nz) as i64;
+        let (inner, outer, stride) = (nx as i64, (nx * ny) as i64, nx as i64);
+        self.envelope(out, sc, lines, line_len(ny)?, inner, outer, stride, s)
     }
 
     /// One envelope pass over `lines` lines of `n` voxels.
     #[allow(clippy::too_many_arguments)]
     fn envelope(
         &self,
-        d: &mut DeviceEdt,
+        out: &mut CudaSlice<f32>,
+        sc: &mut Scratch,
         lines: i64,
         n: i32,
         inner: i64,
@@ -131,13 +253,22 @@ impl CudaEdt {
         stride: i64,
         s: f64,
     ) -> Result<()> {
+        // Every line start (t % inner) + (t / inner) * outer plus (n - 1) * stride lies inside `out`
+        // (checked here), and the scratch holds lines * (n + 1) entries.
+        let last = (lines - 1) % inner + (lines - 1) / inner * outer + i64::from(n - 1) * stride;
+        let need = lines as usize * (n as usize + 1);
+        assert!(
+            (last as usize) < out.len() && sc.v.len() >= need && sc.h.len() >= need && sc.z.len() >= need,
+            "envelope pass: buffers too small"
+        );
         let mut launch = self.stream.launch_builder(&self.envelope_lines);
-        launch.arg(&mut d.out).arg(&mut d.v).arg(&mut d.h).arg(&mut d.z);
+        launch.arg(out).arg(&mut sc.v).arg(&mut sc.h).arg(&mut sc.z);
         launch.arg(&lines).arg(&n).arg(&inner).arg(&outer).arg(&stride).arg(&s);
         // SAFETY: edt_envelope_lines(float* d, int* v, double* h, double* z, long long nlines, int n,
-        // long long inner, long long outer, long long stride, double s): `out` holds nx*ny*nz f32 and every
-        // line start + (n-1)*stride lies inside it; v/h/z (i32/f64/f64) hold at least lines*(n+1)
-        // entries (allocated in `upload` for the larger of the j and k passes); scalars are i64/i32/f64.
+        // long long inner, long long outer, long long stride, double s): `out` holds f32 and every line
+        // start + (n-1)*stride lies inside it; v/h/z (i32/f64/f64) hold at least lines*(n+1) entries
+        // (both asserted above; the line starts grow with t, so the last line bounds them all);
+        // scalars are i64/i32/f64.
         unsafe { launch.launch(config(lines)?) }.map_err(cuda_err("edt_envelope_lines"))?;
         Ok(())
     }
@@ -150,15 +281,16 @@ impl CudaEdt {
     /// Copy the distances (mm²) back to the host (waits for the passes).
     pub fn download(&self, d: &DeviceEdt) -> Result<Vec<f32>> {
         let n = d.grid.validate()?;
-        let mut v = self.stream.clone_dtoh(&d.out).map_err(cuda_err("downloading the distances"))?;
-        v.truncate(n);
-        Ok(v)
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.stream.clone_dtoh(&d.out.slice(0..n)).map_err(cuda_err("downloading the distances"))
     }
 }
 
-/// One thread per line, [`BLOCK`] threads per block.
-fn config(lines: i64) -> Result<LaunchConfig> {
-    let blocks = u32::try_from((lines + i64::from(BLOCK) - 1) / i64::from(BLOCK))
-        .map_err(|_| MetricsError::InvalidGrid(format!("{lines} lines are too many for one launch")))?;
-    Ok(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
+/// One thread per item (line or voxel), [`BLOCK`] threads per block.
+pub(crate) fn config(items: i64) -> Result<LaunchConfig> {
+    let blocks = u32::try_from((items + i64::from(BLOCK) - 1) / i64::from(BLOCK))
+        .map_err(|_| MetricsError::InvalidGrid(format!("{items} lines or voxels are too many for one launch")))?;
+    Ok(LaunchConfig { grid_dim: (blocks.max(1), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
 }
