@@ -1,4 +1,5 @@
-//! Build script of magseg-kernels: with the `cuda` feature, compiles src/cuda/conv3d.cu to PTX with nvcc
+//! Build script of magseg-kernels: with the `cuda` feature, compiles every kernel file of src/cuda/
+//! (`conv3d.cu`: direct kernels, `conv3d_igemm.cu`: implicit-GEMM / tensor-core kernels) to PTX with nvcc
 //! (`$NVCC`, else `nvcc` on PATH; `-arch=compute_$CUDA_COMPUTE_CAP`, default 90) into `OUT_DIR`.
 //! Without the feature it does nothing, so CPU builds need no CUDA.
 
@@ -10,25 +11,29 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_CUDA").is_none() {
         return;
     }
-    println!("cargo::rerun-if-changed=src/cuda/conv3d.cu");
     println!("cargo::rerun-if-env-changed=NVCC");
     println!("cargo::rerun-if-env-changed=CUDA_COMPUTE_CAP");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     let cap = cap.trim().replace('.', "");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("conv3d.ptx");
-    // Fused multiply-adds stay on: the CPU's gemm sums in another order anyway, so the GPU result
-    // equals the CPU's within f32 rounding, not bit for bit (tests/cuda_conv.rs states the tolerance).
-    let status = Command::new(&nvcc)
-        .args(["-ptx", &format!("-arch=compute_{cap}"), "-O3", "-o"])
-        .arg(&out)
-        .arg("src/cuda/conv3d.cu")
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        Ok(s) => panic!("{nvcc} failed ({s}) compiling src/cuda/conv3d.cu"),
-        Err(e) => {
-            panic!("cannot run {nvcc} ({e}): the `cuda` feature needs nvcc; run `source <(cargo xtask cuda-env)` first")
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    for name in ["conv3d", "conv3d_igemm"] {
+        let src = format!("src/cuda/{name}.cu");
+        println!("cargo::rerun-if-changed={src}");
+        let out = out_dir.join(format!("{name}.ptx"));
+        // Fused multiply-adds stay on: the CPU's gemm sums in another order anyway, so the GPU result
+        // equals the CPU's within f32 rounding, not bit for bit (tests/cuda_conv.rs states the tolerance).
+        let status = Command::new(&nvcc)
+            .args(["-ptx", &format!("-arch=compute_{cap}"), "-O3", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => panic!("{nvcc} failed ({s}) compiling {src}"),
+            Err(e) => {
+                panic!("cannot run {nvcc} ({e}): the `cuda` feature needs nvcc; run `source <(cargo xtask cuda-env)` first")
+            }
         }
     }
 }

@@ -1,14 +1,23 @@
-//! Times conv3d on CUDA device 0 (feature `cuda`) for 2 × 32 → 32 channels at 64³, kernel 3, padding 1,
-//! f32: the forward pass, backward-data, backward-weight and forward + backward through autograd, and
+//! Times conv3d on CUDA device 0 (feature `cuda`) for 2 × 32 → 32 channels at 64³, kernel 3, padding 1:
+//! the forward pass, backward-data, backward-weight and forward + backward through autograd, and
 //! prints one JSON line (medians in ms, GFLOP/s of the forward). `xtask/peers/torch_conv3d.py` times
 //! the same shape with PyTorch/cuDNN; `run.sh` of the GPU bundle prints the ratio.
+//!
+//! Keys: `fwd_ms`, `bwd_data_ms`, `bwd_weight_ms`, `fwd_bwd_ms`, `fwd_gflops`: f32 on the default
+//! CUDA path (`default_path`: GEMM unless `MAGSEG_CONV_CUDA=direct`); `direct_*`: f32 on the direct
+//! reference kernels; `gemm_*`: f32 on the GEMM kernels; `bf16_*`: bf16 on the GEMM kernels (tensor
+//! cores); `convt_k2s2_ms` / `bf16_convt_k2s2_ms`: conv_transpose3d kernel 2 stride 2, 2 × 32 → 16
+//! channels, 32³ → 64³, forward only (GEMM path).
 //!
 //! `cargo run --release -p magseg-kernels --features cuda --example conv_gpu_bench [-- REPS]`
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
-use magseg_kernels::{conv3d, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig, Conv3dGeometry};
+use candle_core::{DType, Device, Tensor, Var};
+use magseg_kernels::{
+    conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig, Conv3dGeometry, ConvTranspose3d,
+    CudaConvPath,
+};
 
 /// Median wall time in ms of `reps` runs (each synchronised) after two warm-up runs.
 fn time_ms(dev: &Device, reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> candle_core::Result<f64> {
@@ -27,32 +36,72 @@ fn time_ms(dev: &Device, reps: usize, mut f: impl FnMut() -> candle_core::Result
     Ok(t[t.len() / 2])
 }
 
+/// Rounds to µs.
+fn r(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+/// (fwd, bwd_data, bwd_weight, fwd_bwd) in ms for one path and dtype.
+fn time_passes(
+    dev: &Device,
+    reps: usize,
+    g: Conv3dGeometry,
+    dt: DType,
+    path: CudaConvPath,
+) -> candle_core::Result<[f64; 4]> {
+    let cfg = Conv3dConfig { stride: g.stride, padding: g.padding };
+    let x = Tensor::randn(0f32, 1.0, g.input_shape().to_vec(), dev)?.to_dtype(dt)?;
+    let w = (Tensor::randn(0f32, 1.0, g.weight_shape().to_vec(), dev)? * 0.05)?.to_dtype(dt)?;
+    let dy = Tensor::randn(0f32, 1.0, g.output_shape().to_vec(), dev)?.to_dtype(dt)?;
+    let fwd = time_ms(dev, reps, || x.apply_op2_no_bwd(&w, &Conv3d { geometry: g, path }).map(drop))?;
+    let bwd_data = time_ms(dev, reps, || dy.apply_op2_no_bwd(&w, &Conv3dBackwardData { geometry: g, path }).map(drop))?;
+    let bwd_weight =
+        time_ms(dev, reps, || x.apply_op2_no_bwd(&dy, &Conv3dBackwardWeight { geometry: g, path }).map(drop))?;
+    let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+    let fwd_bwd = time_ms(dev, reps, || {
+        let y = conv3d_with_path(&xv, &wv, None, cfg, path)?;
+        (y * &dy)?.sum_all()?.backward().map(drop)
+    })?;
+    Ok([fwd, bwd_data, bwd_weight, fwd_bwd])
+}
+
+/// conv_transpose3d k2 s2 forward, 2 × 32 → 16 channels, 32³ → 64³, in ms.
+fn time_convt(dev: &Device, reps: usize, dt: DType) -> candle_core::Result<f64> {
+    // The convolution this transposed convolution undoes: input 64³ × 16 channels, output 32³ × 32.
+    let g = Conv3dGeometry::new(2, 16, 32, [64; 3], [2; 3], [2; 3], [0; 3])?;
+    let x = Tensor::randn(0f32, 1.0, g.output_shape().to_vec(), dev)?.to_dtype(dt)?;
+    let w = Tensor::randn(0f32, 1.0, g.weight_shape().to_vec(), dev)?.to_dtype(dt)?;
+    let op = ConvTranspose3d { geometry: g, path: CudaConvPath::Gemm };
+    time_ms(dev, reps, || x.apply_op2_no_bwd(&w, &op).map(drop))
+}
+
 fn main() -> candle_core::Result<()> {
     let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let dev = Device::new_cuda(0)?;
     let g = Conv3dGeometry::new(2, 32, 32, [64; 3], [3; 3], [1; 3], [1; 3])?;
-    let cfg = Conv3dConfig { stride: g.stride, padding: g.padding };
-    let x = Tensor::randn(0f32, 1.0, g.input_shape().to_vec(), &dev)?;
-    let w = (Tensor::randn(0f32, 1.0, g.weight_shape().to_vec(), &dev)? * 0.05)?;
-    let dy = Tensor::randn(0f32, 1.0, g.output_shape().to_vec(), &dev)?;
-    let fwd = time_ms(&dev, reps, || x.apply_op2_no_bwd(&w, &Conv3d { geometry: g }).map(drop))?;
-    let bwd_data = time_ms(&dev, reps, || dy.apply_op2_no_bwd(&w, &Conv3dBackwardData { geometry: g }).map(drop))?;
-    let bwd_weight = time_ms(&dev, reps, || x.apply_op2_no_bwd(&dy, &Conv3dBackwardWeight { geometry: g }).map(drop))?;
-    let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
-    let fwd_bwd = time_ms(&dev, reps, || {
-        let y = conv3d(&xv, &wv, None, cfg)?;
-        (y * &dy)?.sum_all()?.backward().map(drop)
-    })?;
+    let default = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Auto)?;
+    let direct = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Direct)?;
+    let gemm = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Gemm)?;
+    let bf16 = time_passes(&dev, reps, g, DType::BF16, CudaConvPath::Gemm)?;
+    let convt = time_convt(&dev, reps, DType::F32)?;
+    let bf16_convt = time_convt(&dev, reps, DType::BF16)?;
     let gflops = |ms: f64| (g.flops() / (ms * 1e-3) / 1e9 * 10.0).round() / 10.0;
-    let r = |ms: f64| (ms * 1000.0).round() / 1000.0;
+    let keys = |prefix: &str, t: &[f64; 4]| {
+        let names = ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms"];
+        names.iter().zip(t).map(|(n, v)| format!("\"{prefix}{n}\":{}", r(*v))).collect::<Vec<_>>().join(",")
+    };
     println!(
-        "{{\"shape\":\"2x32x64^3 k3 p1 f32\",\"reps\":{reps},\"fwd_ms\":{},\"bwd_data_ms\":{},\"bwd_weight_ms\":{},\
-         \"fwd_bwd_ms\":{},\"fwd_gflops\":{}}}",
-        r(fwd),
-        r(bwd_data),
-        r(bwd_weight),
-        r(fwd_bwd),
-        gflops(fwd)
+        "{{\"shape\":\"2x32x64^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},\
+         \"bf16_fwd_gflops\":{},\"convt_k2s2_ms\":{},\"bf16_convt_k2s2_ms\":{}}}",
+        CudaConvPath::Auto.resolve(),
+        keys("", &default),
+        gflops(default[0]),
+        keys("direct_", &direct),
+        keys("gemm_", &gemm),
+        keys("bf16_", &bf16),
+        gflops(bf16[0]),
+        r(convt),
+        r(bf16_convt)
     );
     Ok(())
 }

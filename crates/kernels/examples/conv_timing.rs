@@ -78,8 +78,8 @@ fn conv_row(
     Ok(Row {
         name,
         fwd: time_ms(reps, || conv3d(&x, &w, None, cfg)),
-        bwd_data: time_ms(reps, || dy.apply_op2_no_bwd(&w, &Conv3dBackwardData { geometry: g })),
-        bwd_weight: time_ms(reps, || x.apply_op2_no_bwd(&dy, &Conv3dBackwardWeight { geometry: g })),
+        bwd_data: time_ms(reps, || dy.apply_op2_no_bwd(&w, &Conv3dBackwardData::new(g))),
+        bwd_weight: time_ms(reps, || x.apply_op2_no_bwd(&dy, &Conv3dBackwardWeight::new(g))),
         flops: g.flops(),
         torch_fwd: torch.0,
         torch_fwd_bwd: torch.1,
@@ -121,8 +121,8 @@ fn main() -> candle_core::Result<()> {
         print_row(&Row {
             name,
             fwd: time_ms(reps, || conv_transpose3d(&x, &w, None, [2; 3])),
-            bwd_data: time_ms(reps, || dy.apply_op2_no_bwd(&w, &Conv3d { geometry: g })),
-            bwd_weight: time_ms(reps, || dy.apply_op2_no_bwd(&x, &Conv3dBackwardWeight { geometry: g })),
+            bwd_data: time_ms(reps, || dy.apply_op2_no_bwd(&w, &Conv3d::new(g))),
+            bwd_weight: time_ms(reps, || dy.apply_op2_no_bwd(&x, &Conv3dBackwardWeight::new(g))),
             flops: g.flops(),
             torch_fwd: Some(27.0),
             torch_fwd_bwd: None,

@@ -1,12 +1,19 @@
 //! Argument checks shared by the public entry points and the custom ops: ranks, dtypes, devices,
 //! and typed access to CPU storages (dispatch on dtype).
 
-use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
 use crate::KernelsError;
 
-/// Dtypes with an implementation (CPU and CUDA; bf16 is future work).
-pub(crate) const SUPPORTED: &str = "f32";
+/// Dtypes with an implementation (CPU and CUDA). On the CPU, bf16 operands are converted to f32,
+/// computed in f32 and the result rounded back to bf16 (round to nearest even).
+pub(crate) const SUPPORTED: &str = "f32, bf16";
+
+/// Whether the conv custom ops implement `dtype`.
+pub(crate) fn is_supported(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::BF16)
+}
 
 /// The five dimensions of a rank-5 tensor, or a rank error.
 pub(crate) fn dims5(op: &'static str, what: &'static str, t: &Tensor) -> Result<[usize; 5], KernelsError> {
@@ -19,7 +26,7 @@ pub(crate) fn dims5(op: &'static str, what: &'static str, t: &Tensor) -> Result<
 /// Both tensors share one dtype, which is supported, and one device, which is supported.
 pub(crate) fn same_dtype_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(), KernelsError> {
     matching_dtype_device(op, a, b)?;
-    if a.dtype() != DType::F32 {
+    if !is_supported(a.dtype()) {
         return Err(KernelsError::Dtype { op, dtype: a.dtype().as_str().to_string(), supported: SUPPORTED });
     }
     supported_device(op, a.device())
@@ -57,7 +64,7 @@ pub(crate) fn supported_device(op: &'static str, d: &Device) -> Result<(), Kerne
 }
 
 /// A per-channel vector (bias, gamma, beta) of shape `(c,)` with the dtype and device of `like`; with
-/// `f32_only`, also a dtype and device the custom kernels support.
+/// `f32_only`, also a dtype ([`SUPPORTED`]) and device the custom kernels support.
 pub(crate) fn check_channel_vec(
     op: &'static str,
     what: &'static str,
@@ -76,6 +83,34 @@ pub(crate) fn check_channel_vec(
     }
 }
 
+/// Runs the f32 CPU pass `f` on two operands of one supported dtype: f32 directly; bf16 converted to
+/// f32 (exactly) with the result rounded back to bf16. Mixed or unsupported dtypes are an error.
+pub(crate) fn cpu_f32_or_bf16(
+    op: &'static str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    f: impl FnOnce(&CpuStorage, &Layout, &CpuStorage, &Layout) -> candle_core::Result<(CpuStorage, Shape)>,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    let (d1, d2) = (s1.dtype(), s2.dtype());
+    if d1 != d2 {
+        return Err(
+            KernelsError::DtypeMismatch { op, lhs: d1.as_str().to_string(), rhs: d2.as_str().to_string() }.into()
+        );
+    }
+    match d1 {
+        DType::F32 => f(s1, l1, s2, l2),
+        DType::BF16 => {
+            let a = s1.to_dtype(l1, DType::F32)?;
+            let b = s2.to_dtype(l2, DType::F32)?;
+            let (out, shape) =
+                f(&a, &Layout::contiguous(l1.shape().clone()), &b, &Layout::contiguous(l2.shape().clone()))?;
+            let out = out.to_dtype(&Layout::contiguous(shape.clone()), DType::BF16)?;
+            Ok((out, shape))
+        }
+        other => Err(KernelsError::Dtype { op, dtype: other.as_str().to_string(), supported: SUPPORTED }.into()),
+    }
+}
+
 /// The f32 data of a contiguous CPU storage, or a dtype/layout error.
 pub(crate) fn f32_data<'a>(
     op: &'static str,
@@ -86,11 +121,7 @@ pub(crate) fn f32_data<'a>(
     let v = match s {
         CpuStorage::F32(v) => v,
         other => {
-            return Err(KernelsError::Dtype {
-                op,
-                dtype: candle_core::backend::BackendStorage::dtype(other).as_str().to_string(),
-                supported: SUPPORTED,
-            })
+            return Err(KernelsError::Dtype { op, dtype: other.dtype().as_str().to_string(), supported: SUPPORTED })
         }
     };
     if l.dims() != dims {

@@ -2,8 +2,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use crate::check::{check_channel_vec, dims5, f32_data, same_dtype_device};
-use crate::{cpu, Conv3dGeometry, KernelsError};
+use crate::check::{check_channel_vec, cpu_f32_or_bf16, dims5, f32_data, same_dtype_device};
+use crate::{cpu, Conv3dGeometry, CudaConvPath, KernelsError};
 
 /// Stride and zero padding of a 3-D convolution (dilation 1, groups 1), per axis (D, H, W).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +24,25 @@ impl Default for Conv3dConfig {
 /// `w (Co, Ci, kD, kH, kW)`, optional `bias (Co,)`; returns `(N, Co, oD, oH, oW)` with
 /// `o = (i + 2·padding − k) / stride + 1`. Differentiable in `x`, `w` and `bias`.
 ///
-/// Bad shapes, dtypes or configurations return an error wrapping [`KernelsError`]. Supported:
-/// f32 on the CPU, and on CUDA devices with the `cuda` feature (bf16 is future work).
+/// Bad shapes, dtypes (mixed, or neither f32 nor bf16) or configurations return an error wrapping
+/// [`KernelsError`]. Supported: f32 and bf16 on the CPU (bf16 computed in f32, result rounded to
+/// bf16), and on CUDA devices with the `cuda` feature (bf16 with f32 accumulation).
 pub fn conv3d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: Conv3dConfig) -> candle_core::Result<Tensor> {
-    let _span = tracing::debug_span!("conv3d", x = ?x.dims(), w = ?w.dims()).entered();
+    conv3d_with_path(x, w, bias, cfg, CudaConvPath::Auto)
+}
+
+/// [`conv3d()`] with an explicit CUDA implementation for the op and its gradients (tests,
+/// benchmarks; the CPU ignores `path`).
+pub fn conv3d_with_path(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv3dConfig,
+    path: CudaConvPath,
+) -> candle_core::Result<Tensor> {
+    let _span = tracing::debug_span!("conv3d", x = ?x.dims(), w = ?w.dims(), ?path).entered();
     let g = conv3d_geometry(x, w, bias, cfg)?;
-    let y = x.contiguous()?.apply_op2(&w.contiguous()?, Conv3d { geometry: g })?;
+    let y = x.contiguous()?.apply_op2(&w.contiguous()?, Conv3d { geometry: g, path })?;
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, g.out_channels, 1, 1, 1))?),
         None => Ok(y),
@@ -76,6 +89,15 @@ pub(crate) fn run_f32(
 pub struct Conv3d {
     /// The sizes this op was built for; the operands must match them.
     pub geometry: Conv3dGeometry,
+    /// The CUDA implementation (ignored on the CPU).
+    pub path: CudaConvPath,
+}
+
+impl Conv3d {
+    /// The op for `geometry`, with the CUDA implementation chosen by `MAGSEG_CONV_CUDA`.
+    pub fn new(geometry: Conv3dGeometry) -> Self {
+        Self { geometry, path: CudaConvPath::Auto }
+    }
 }
 
 impl CustomOp2 for Conv3d {
@@ -92,9 +114,11 @@ impl CustomOp2 for Conv3d {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
         let _span = tracing::trace_span!("conv3d_cpu_fwd", ?g).entered();
-        let x = f32_data(self.name(), s1, l1, &g.input_shape())?;
-        let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
-        run_f32(g.output_len(), g.output_shape(), |y| cpu::conv3d_forward_f32(g, x, w, y))
+        cpu_f32_or_bf16(self.name(), (s1, l1), (s2, l2), |s1, l1, s2, l2| {
+            let x = f32_data(self.name(), s1, l1, &g.input_shape())?;
+            let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
+            run_f32(g.output_len(), g.output_shape(), |y| cpu::conv3d_forward_f32(g, x, w, y))
+        })
     }
 
     #[cfg(feature = "cuda")]
@@ -106,7 +130,7 @@ impl CustomOp2 for Conv3d {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let _span = tracing::trace_span!("conv3d_cuda_fwd", g = ?self.geometry).entered();
-        crate::cuda::forward(self.name(), &self.geometry, (s1, l1), (s2, l2))
+        crate::cuda::forward(self.name(), &self.geometry, self.path, (s1, l1), (s2, l2))
     }
 
     fn bwd(
@@ -119,8 +143,11 @@ impl CustomOp2 for Conv3d {
         let g = self.geometry;
         let grad = grad.contiguous()?;
         // Only what the graph needs: no input gradient for an image, none for frozen weights.
-        let dx = x.track_op().then(|| grad.apply_op2_no_bwd(w, &Conv3dBackwardData { geometry: g })).transpose()?;
-        let dw = w.track_op().then(|| x.apply_op2_no_bwd(&grad, &Conv3dBackwardWeight { geometry: g })).transpose()?;
+        let path = self.path;
+        let dx =
+            x.track_op().then(|| grad.apply_op2_no_bwd(w, &Conv3dBackwardData { geometry: g, path })).transpose()?;
+        let dw =
+            w.track_op().then(|| x.apply_op2_no_bwd(&grad, &Conv3dBackwardWeight { geometry: g, path })).transpose()?;
         Ok((dx, dw))
     }
 }
@@ -131,6 +158,15 @@ impl CustomOp2 for Conv3d {
 pub struct Conv3dBackwardData {
     /// The sizes of the forward convolution.
     pub geometry: Conv3dGeometry,
+    /// The CUDA implementation (ignored on the CPU).
+    pub path: CudaConvPath,
+}
+
+impl Conv3dBackwardData {
+    /// The op for `geometry`, with the CUDA implementation chosen by `MAGSEG_CONV_CUDA`.
+    pub fn new(geometry: Conv3dGeometry) -> Self {
+        Self { geometry, path: CudaConvPath::Auto }
+    }
 }
 
 impl CustomOp2 for Conv3dBackwardData {
@@ -147,9 +183,11 @@ impl CustomOp2 for Conv3dBackwardData {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
         let _span = tracing::trace_span!("conv3d_cpu_bwd_data", ?g).entered();
-        let dy = f32_data(self.name(), s1, l1, &g.output_shape())?;
-        let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
-        run_f32(g.input_len(), g.input_shape(), |dx| cpu::conv3d_backward_data_f32(g, dy, w, dx))
+        cpu_f32_or_bf16(self.name(), (s1, l1), (s2, l2), |s1, l1, s2, l2| {
+            let dy = f32_data(self.name(), s1, l1, &g.output_shape())?;
+            let w = f32_data(self.name(), s2, l2, &g.weight_shape())?;
+            run_f32(g.input_len(), g.input_shape(), |dx| cpu::conv3d_backward_data_f32(g, dy, w, dx))
+        })
     }
 
     #[cfg(feature = "cuda")]
@@ -161,7 +199,7 @@ impl CustomOp2 for Conv3dBackwardData {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let _span = tracing::trace_span!("conv3d_cuda_bwd_data", g = ?self.geometry).entered();
-        crate::cuda::backward_data(self.name(), &self.geometry, (s1, l1), (s2, l2))
+        crate::cuda::backward_data(self.name(), &self.geometry, self.path, (s1, l1), (s2, l2))
     }
 }
 
@@ -170,6 +208,15 @@ impl CustomOp2 for Conv3dBackwardData {
 pub struct Conv3dBackwardWeight {
     /// The sizes of the forward convolution.
     pub geometry: Conv3dGeometry,
+    /// The CUDA implementation (ignored on the CPU).
+    pub path: CudaConvPath,
+}
+
+impl Conv3dBackwardWeight {
+    /// The op for `geometry`, with the CUDA implementation chosen by `MAGSEG_CONV_CUDA`.
+    pub fn new(geometry: Conv3dGeometry) -> Self {
+        Self { geometry, path: CudaConvPath::Auto }
+    }
 }
 
 impl CustomOp2 for Conv3dBackwardWeight {
@@ -186,9 +233,11 @@ impl CustomOp2 for Conv3dBackwardWeight {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
         let _span = tracing::trace_span!("conv3d_cpu_bwd_weight", ?g).entered();
-        let x = f32_data(self.name(), s1, l1, &g.input_shape())?;
-        let dy = f32_data(self.name(), s2, l2, &g.output_shape())?;
-        run_f32(g.weight_len(), g.weight_shape(), |dw| cpu::conv3d_backward_weight_f32(g, x, dy, dw))
+        cpu_f32_or_bf16(self.name(), (s1, l1), (s2, l2), |s1, l1, s2, l2| {
+            let x = f32_data(self.name(), s1, l1, &g.input_shape())?;
+            let dy = f32_data(self.name(), s2, l2, &g.output_shape())?;
+            run_f32(g.weight_len(), g.weight_shape(), |dw| cpu::conv3d_backward_weight_f32(g, x, dy, dw))
+        })
     }
 
     #[cfg(feature = "cuda")]
@@ -200,6 +249,6 @@ impl CustomOp2 for Conv3dBackwardWeight {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let _span = tracing::trace_span!("conv3d_cuda_bwd_weight", g = ?self.geometry).entered();
-        crate::cuda::backward_weight(self.name(), &self.geometry, (s1, l1), (s2, l2))
+        crate::cuda::backward_weight(self.name(), &self.geometry, self.path, (s1, l1), (s2, l2))
     }
 }

@@ -3,24 +3,37 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::check::{check_channel_vec, dims5, same_dtype_device};
-use crate::{Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dGeometry, KernelsError};
+use crate::{Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dGeometry, CudaConvPath, KernelsError};
 
 /// Transposed 3-D convolution as PyTorch's `conv_transpose3d` with padding 0, output padding 0,
 /// dilation 1, groups 1: `x (N, Ci, D, H, W)`, `w (Ci, Co, kD, kH, kW)`, optional `bias (Co,)`;
 /// returns `(N, Co, (D−1)·sD + kD, (H−1)·sH + kH, (W−1)·sW + kW)`. Differentiable in `x`, `w` and
 /// `bias`. Kernel 2 stride 2 is UNETR's up-sampling; any kernel and stride work.
 ///
-/// Bad shapes, dtypes or strides return an error wrapping [`KernelsError`]. Supported: f32 on the
-/// CPU, and on CUDA devices with the `cuda` feature (bf16 is future work).
+/// Bad shapes, dtypes (mixed, or neither f32 nor bf16) or strides return an error wrapping
+/// [`KernelsError`]. Supported: f32 and bf16 on the CPU (bf16 computed in f32), and on CUDA devices
+/// with the `cuda` feature.
 pub fn conv_transpose3d(
     x: &Tensor,
     w: &Tensor,
     bias: Option<&Tensor>,
     stride: [usize; 3],
 ) -> candle_core::Result<Tensor> {
-    let _span = tracing::debug_span!("conv_transpose3d", x = ?x.dims(), w = ?w.dims(), ?stride).entered();
+    conv_transpose3d_with_path(x, w, bias, stride, CudaConvPath::Auto)
+}
+
+/// [`conv_transpose3d()`] with an explicit CUDA implementation for the op and its gradients (tests,
+/// benchmarks; the CPU ignores `path`).
+pub fn conv_transpose3d_with_path(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: [usize; 3],
+    path: CudaConvPath,
+) -> candle_core::Result<Tensor> {
+    let _span = tracing::debug_span!("conv_transpose3d", x = ?x.dims(), w = ?w.dims(), ?stride, ?path).entered();
     let g = transpose_geometry(x, w, bias, stride)?;
-    let y = x.contiguous()?.apply_op2(&w.contiguous()?, ConvTranspose3d { geometry: g })?;
+    let y = x.contiguous()?.apply_op2(&w.contiguous()?, ConvTranspose3d { geometry: g, path })?;
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, g.in_channels, 1, 1, 1))?),
         None => Ok(y),
@@ -76,6 +89,15 @@ fn transpose_geometry(
 pub struct ConvTranspose3d {
     /// The sizes of the corresponding forward convolution (see the type's docs).
     pub geometry: Conv3dGeometry,
+    /// The CUDA implementation (ignored on the CPU).
+    pub path: CudaConvPath,
+}
+
+impl ConvTranspose3d {
+    /// The op for `geometry` (see the type's docs), CUDA implementation chosen by `MAGSEG_CONV_CUDA`.
+    pub fn new(geometry: Conv3dGeometry) -> Self {
+        Self { geometry, path: CudaConvPath::Auto }
+    }
 }
 
 impl CustomOp2 for ConvTranspose3d {
@@ -92,7 +114,7 @@ impl CustomOp2 for ConvTranspose3d {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let _span = tracing::trace_span!("conv_transpose3d_cpu_fwd", g = ?self.geometry).entered();
         // A transposed convolution is the backward-data pass of the convolution it undoes.
-        Conv3dBackwardData { geometry: self.geometry }.cpu_fwd(s1, l1, s2, l2)
+        Conv3dBackwardData { geometry: self.geometry, path: self.path }.cpu_fwd(s1, l1, s2, l2)
     }
 
     #[cfg(feature = "cuda")]
@@ -105,7 +127,7 @@ impl CustomOp2 for ConvTranspose3d {
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let _span = tracing::trace_span!("conv_transpose3d_cuda_fwd", g = ?self.geometry).entered();
         // As on the CPU: the backward-data pass of the convolution this one undoes.
-        Conv3dBackwardData { geometry: self.geometry }.cuda_fwd(s1, l1, s2, l2)
+        Conv3dBackwardData { geometry: self.geometry, path: self.path }.cuda_fwd(s1, l1, s2, l2)
     }
 
     fn bwd(
@@ -118,8 +140,10 @@ impl CustomOp2 for ConvTranspose3d {
         let g = self.geometry;
         let grad = grad.contiguous()?;
         // Only what the graph needs (see `Conv3d::bwd`).
-        let dx = x.track_op().then(|| grad.apply_op2_no_bwd(w, &Conv3d { geometry: g })).transpose()?;
-        let dw = w.track_op().then(|| grad.apply_op2_no_bwd(x, &Conv3dBackwardWeight { geometry: g })).transpose()?;
+        let path = self.path;
+        let dx = x.track_op().then(|| grad.apply_op2_no_bwd(w, &Conv3d { geometry: g, path })).transpose()?;
+        let dw =
+            w.track_op().then(|| grad.apply_op2_no_bwd(x, &Conv3dBackwardWeight { geometry: g, path })).transpose()?;
         Ok((dx, dw))
     }
 }

@@ -32,17 +32,34 @@
 //! a new `mmap`, whose page faults cost 5–15 % of a conv3d and most of an instance norm at
 //! 32 × 64³. A binary can avoid that with a caching allocator or a higher `M_MMAP_THRESHOLD`.
 //!
-//! # Implementation (CUDA, f32, feature `cuda`)
+//! # bf16
 //!
-//! Every custom op also has a `cuda_fwd` (module `cuda`, kernels in `src/cuda/conv3d.cu`, compiled to
-//! PTX by build.rs with nvcc and loaded through candle's `CudaDevice::get_or_load_custom_func`):
-//! direct kernels, one thread per output element (forward) or input element (backward-data), and
-//! one block per (output, input channel) pair with a shared-memory tree reduction (backward-weight).
-//! Sums run in a fixed order, so GPU results are deterministic; they equal the CPU's within f32
-//! rounding (tests/cuda_conv.rs). Implicit GEMM with tiling / tensor cores is future work.
+//! Every op also takes bf16 tensors (both operands bf16: mixed dtypes are a
+//! [`KernelsError::DtypeMismatch`]). On the CPU, bf16 operands are converted to f32 (exact), the f32
+//! pass runs, and the result is rounded to bf16 (round to nearest even), so the bf16 path is
+//! testable on any machine (tests/bf16.rs).
 //!
-//! Other dtypes (bf16 next) and devices (Metal) return [`KernelsError::Dtype`] /
-//! [`KernelsError::Device`] (wrapped in a candle error).
+//! # Implementation (CUDA, feature `cuda`)
+//!
+//! Every custom op also has a `cuda_fwd` (module `cuda`, kernels in `src/cuda/*.cu`, compiled to PTX by
+//! build.rs with nvcc and loaded through candle's `CudaDevice::get_or_load_custom_func`). Two
+//! implementations, chosen per op by [`CudaConvPath`] (default: `MAGSEG_CONV_CUDA=direct` selects the
+//! direct kernels, anything else the GEMM kernels):
+//!
+//! - **implicit GEMM** (`conv3d_igemm.cu`): shared-memory block tiles with the im2col matrix gathered
+//!   on the fly; f32 with 4×4 register micro-tiles, bf16 on tensor cores (`mma.sync` m16n8k16, f32
+//!   accumulation); backward-weight as split-K over a fixed partition of the voxels into partial
+//!   buffers that a second kernel sums in order; a one-tap kernel for backward-data when kernel ==
+//!   stride and padding is 0 (conv_transpose3d kernel 2 stride 2);
+//! - **direct** (`conv3d.cu`, the reference): one thread per output element (forward) or input element
+//!   (backward-data), one block per (output, input channel) pair with a shared-memory tree reduction
+//!   (backward-weight); f32 only, bf16 goes through f32 on the GPU.
+//!
+//! Sums run in a fixed order (no atomics), so GPU results are deterministic; they equal the CPU's
+//! within f32 rounding (tests/cuda_conv.rs, both paths, f32 and bf16).
+//!
+//! Other dtypes and devices (Metal) return [`KernelsError::Dtype`] / [`KernelsError::Device`]
+//! (wrapped in a candle error).
 
 pub mod alloc;
 mod check;
@@ -54,9 +71,11 @@ mod cuda;
 mod error;
 mod geom;
 mod norm;
+mod path;
 
-pub use conv3d::{conv3d, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig};
-pub use conv_transpose3d::{conv_transpose3d, ConvTranspose3d};
+pub use conv3d::{conv3d, conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig};
+pub use conv_transpose3d::{conv_transpose3d, conv_transpose3d_with_path, ConvTranspose3d};
 pub use error::KernelsError;
 pub use geom::Conv3dGeometry;
 pub use norm::instance_norm;
+pub use path::CudaConvPath;

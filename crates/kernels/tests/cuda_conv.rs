@@ -1,35 +1,47 @@
 //! CPU vs GPU (feature `cuda`): conv3d and conv_transpose3d forward, input, weight and bias gradients
 //! (through candle autograd: `backward()` of `sum(y · r)` for a random `r`) on the CPU and on CUDA
-//! device 0 agree within `|gpu − cpu| ≤ 1e-4 · max |cpu|` per tensor, and the GPU result is the same
-//! bit for bit when run twice. Fails (does not skip) when there is no GPU.
+//! device 0, for BOTH CUDA implementations ([`CudaConvPath::Direct`] and [`CudaConvPath::Gemm`],
+//! forced per call, never through the environment) and both dtypes:
+//!
+//! - f32: `|gpu − cpu| ≤ 1e-4 · max |cpu|` per tensor (f32 sums in another order; the largest sums
+//!   here have ~10⁵ terms);
+//! - bf16: the CPU runs on the same bf16 tensors (bf16 inputs, f32 arithmetic, result rounded to
+//!   bf16), and `|gpu − cpu| ≤ 1e-2 · max |cpu|` per tensor (a different f32 summation order can move
+//!   a result by one bf16 step, 2⁻⁸ relative). The bias gradient is candle's own bf16 reduction, which
+//!   differs between devices, so for bf16 it is only checked to be finite.
+//!
+//! Every GPU result must be the same bit for bit when run twice. Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use common::{flat, Rng};
-use magseg_kernels::{conv3d, conv_transpose3d, Conv3dConfig};
+use magseg_kernels::{conv3d_with_path, conv_transpose3d_with_path, Conv3dConfig, CudaConvPath};
 
-/// Relative tolerance, of the largest |value| of the CPU tensor.
-const TOL: f32 = 1e-4;
+/// Relative tolerance for f32, of the largest |value| of the CPU tensor.
+const TOL_F32: f32 = 1e-4;
+/// Relative tolerance for bf16, of the largest |value| of the CPU tensor.
+const TOL_BF16: f32 = 1e-2;
 
 fn gpu() -> Device {
     Device::new_cuda(0).expect("these tests need CUDA device 0 (they fail, never skip, without a GPU)")
 }
 
-/// `|a − b| ≤ TOL · max |a|` element-wise (a = CPU, b = GPU); returns the worst relative error.
-fn assert_close(what: &str, cpu: &Tensor, gpu: &Tensor) -> f32 {
+/// `|a − b| ≤ tol · max |a|` element-wise (a = CPU, b = GPU); returns the worst relative error.
+fn assert_close(what: &str, cpu: &Tensor, gpu: &Tensor, tol: f32) -> f32 {
     assert_eq!(cpu.dims(), gpu.dims(), "{what}: shapes differ");
-    let a = flat(cpu);
-    let b = flat(&gpu.to_device(&Device::Cpu).unwrap());
+    assert_eq!(cpu.dtype(), gpu.dtype(), "{what}: dtypes differ");
+    let a = flat(&cpu.to_dtype(DType::F32).unwrap());
+    let b = flat(&gpu.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap());
     let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-20);
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) / scale;
     assert!(b.iter().all(|v| v.is_finite()), "{what}: non-finite GPU values");
-    assert!(worst <= TOL, "{what}: max |gpu − cpu| / max |cpu| = {worst:e} > {TOL:e}");
+    assert!(worst <= tol, "{what}: max |gpu − cpu| / max |cpu| = {worst:e} > {tol:e}");
     worst
 }
 
-/// One operation, its operands as CPU tensors, run on a device: returns (y, dx, dw, db).
+/// One operation and the shapes of its operands.
 struct Case {
     name: &'static str,
     x: Vec<usize>,
@@ -39,17 +51,17 @@ struct Case {
     cfg: Conv3dConfig,
 }
 
-fn run_on(c: &Case, dev: &Device, data: &[Tensor; 4]) -> [Tensor; 4] {
-    let x = Var::from_tensor(&data[0].to_device(dev).unwrap()).unwrap();
-    let w = Var::from_tensor(&data[1].to_device(dev).unwrap()).unwrap();
-    let b = Var::from_tensor(&data[2].to_device(dev).unwrap()).unwrap();
+/// Runs the case on `dev` with tensors of dtype `dt`: returns (y, dx, dw, db).
+fn run_on(c: &Case, dev: &Device, data: &[Tensor; 4], dt: DType, path: CudaConvPath) -> [Tensor; 4] {
+    let var = |t: &Tensor| Var::from_tensor(&t.to_dtype(dt).unwrap().to_device(dev).unwrap()).unwrap();
+    let (x, w, b) = (var(&data[0]), var(&data[1]), var(&data[2]));
     let bias = c.bias.then_some(b.as_tensor());
     let y = if c.transpose {
-        conv_transpose3d(&x, &w, bias, c.cfg.stride).unwrap()
+        conv_transpose3d_with_path(&x, &w, bias, c.cfg.stride, path).unwrap()
     } else {
-        conv3d(&x, &w, bias, c.cfg).unwrap()
+        conv3d_with_path(&x, &w, bias, c.cfg, path).unwrap()
     };
-    let r = data[3].to_device(dev).unwrap();
+    let r = data[3].to_dtype(dt).unwrap().to_device(dev).unwrap();
     assert_eq!(y.dims(), r.dims(), "{}: output shape", c.name);
     let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let g = |v: &Var| grads.get(v).expect("gradient present").clone();
@@ -60,105 +72,164 @@ fn run_on(c: &Case, dev: &Device, data: &[Tensor; 4]) -> [Tensor; 4] {
 fn check(c: Case) {
     let dev = gpu();
     let mut rng = Rng(0x5EED ^ c.x.iter().product::<usize>() as u64);
-    let x = rng.tensor(&c.x);
-    let w = rng.tensor(&c.w);
+    // Inputs exactly representable in bf16, so the f32 and bf16 runs start from the same values.
+    let round = |t: Tensor| t.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap();
+    let x = round(rng.tensor(&c.x));
+    let w = round(rng.tensor(&c.w));
     let bias_len = if c.transpose { c.w[1] } else { c.w[0] };
-    let b = rng.tensor(&[bias_len]);
+    let b = round(rng.tensor(&[bias_len]));
     // The output shape, from a forward pass without gradients.
     let y0 = if c.transpose {
-        conv_transpose3d(&x, &w, None, c.cfg.stride).unwrap()
+        conv_transpose3d_with_path(&x, &w, None, c.cfg.stride, CudaConvPath::Auto).unwrap()
     } else {
-        conv3d(&x, &w, None, c.cfg).unwrap()
+        conv3d_with_path(&x, &w, None, c.cfg, CudaConvPath::Auto).unwrap()
     };
-    let r = rng.tensor(y0.dims());
+    let r = round(rng.tensor(y0.dims()));
     let data = [x, w, b, r];
-    let cpu = run_on(&c, &Device::Cpu, &data);
-    let gpu1 = run_on(&c, &dev, &data);
-    let gpu2 = run_on(&c, &dev, &data);
-    let mut report = Vec::new();
-    for (i, what) in ["output", "input gradient", "weight gradient", "bias gradient"].iter().enumerate() {
-        report.push(assert_close(&format!("{}: {what}", c.name), &cpu[i], &gpu1[i]));
-        assert_eq!(
-            flat(&gpu1[i].to_device(&Device::Cpu).unwrap()),
-            flat(&gpu2[i].to_device(&Device::Cpu).unwrap()),
-            "{}: {what}: two GPU runs differ (not deterministic)",
-            c.name
-        );
+    for dt in [DType::F32, DType::BF16] {
+        let tol = if dt == DType::F32 { TOL_F32 } else { TOL_BF16 };
+        let cpu = run_on(&c, &Device::Cpu, &data, dt, CudaConvPath::Auto);
+        for path in [CudaConvPath::Direct, CudaConvPath::Gemm] {
+            let gpu1 = run_on(&c, &dev, &data, dt, path);
+            let gpu2 = run_on(&c, &dev, &data, dt, path);
+            let mut report = Vec::new();
+            for (i, what) in ["output", "input gradient", "weight gradient", "bias gradient"].iter().enumerate() {
+                let label = format!("{} [{path:?} {}]: {what}", c.name, dt.as_str());
+                if i == 3 && dt == DType::BF16 {
+                    let v = flat(&gpu1[i].to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap());
+                    assert!(v.iter().all(|v| v.is_finite()), "{label}: non-finite");
+                } else {
+                    report.push(assert_close(&label, &cpu[i], &gpu1[i], tol));
+                }
+                let bits = |t: &Tensor| flat(&t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap());
+                let (a, b) = (bits(&gpu1[i]), bits(&gpu2[i]));
+                assert!(
+                    a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "{label}: two GPU runs differ (not deterministic)"
+                );
+            }
+            eprintln!("{} [{path:?} {}]: worst relative errors (y, dx, dw[, db]) {report:?}", c.name, dt.as_str());
+        }
     }
-    eprintln!("{}: worst relative errors (y, dx, dw, db) {report:?}", c.name);
 }
 
 fn cfg(stride: [usize; 3], padding: [usize; 3]) -> Conv3dConfig {
     Conv3dConfig { stride, padding }
 }
 
-#[test]
-fn k3_s1_p1_one_to_four_channels_odd_sizes() {
-    let (x, w) = (vec![1, 1, 9, 10, 11], vec![4, 1, 3, 3, 3]);
-    check(Case { name: "k3 s1 p1 1→4", x, w, bias: true, transpose: false, cfg: cfg([1; 3], [1; 3]) });
+fn conv(name: &'static str, x: &[usize], w: &[usize], bias: bool, cfg: Conv3dConfig) {
+    check(Case { name, x: x.to_vec(), w: w.to_vec(), bias, transpose: false, cfg });
+}
+
+fn transpose(name: &'static str, x: &[usize], w: &[usize], bias: bool, stride: [usize; 3]) {
+    check(Case { name, x: x.to_vec(), w: w.to_vec(), bias, transpose: true, cfg: cfg(stride, [0; 3]) });
 }
 
 #[test]
-fn k1_eight_to_sixteen_channels_batch2() {
-    let (x, w) = (vec![2, 8, 7, 6, 5], vec![16, 8, 1, 1, 1]);
-    check(Case { name: "k1 8→16 batch 2", x, w, bias: true, transpose: false, cfg: cfg([1; 3], [0; 3]) });
+fn k3_s1_p1_one_to_four_channels_odd_sizes() {
+    conv("k3 s1 p1 1→4", &[1, 1, 9, 10, 11], &[4, 1, 3, 3, 3], true, cfg([1; 3], [1; 3]));
+}
+
+#[test]
+fn k3_s1_p1_sixteen_to_thirty_three_batch2() {
+    conv("k3 s1 p1 16→33 batch 2", &[2, 16, 7, 9, 6], &[33, 16, 3, 3, 3], true, cfg([1; 3], [1; 3]));
+}
+
+#[test]
+fn k3_s1_p0_thirty_three_to_three() {
+    conv("k3 s1 p0 33→3", &[1, 33, 8, 7, 9], &[3, 33, 3, 3, 3], false, cfg([1; 3], [0; 3]));
+}
+
+#[test]
+fn k1_thirty_three_to_sixteen_channels_batch2() {
+    conv("k1 33→16 batch 2", &[2, 33, 7, 6, 5], &[16, 33, 1, 1, 1], true, cfg([1; 3], [0; 3]));
+}
+
+#[test]
+fn k1_three_to_one_channel() {
+    conv("k1 3→1", &[1, 3, 5, 6, 7], &[1, 3, 1, 1, 1], true, cfg([1; 3], [0; 3]));
 }
 
 #[test]
 fn k3_s2_p1_strided_batch2() {
-    let (x, w) = (vec![2, 3, 9, 8, 7], vec![5, 3, 3, 3, 3]);
-    check(Case { name: "k3 s2 p1 3→5", x, w, bias: false, transpose: false, cfg: cfg([2; 3], [1; 3]) });
+    conv("k3 s2 p1 3→5 batch 2", &[2, 3, 9, 8, 7], &[5, 3, 3, 3, 3], false, cfg([2; 3], [1; 3]));
+}
+
+#[test]
+fn k3_s2_p0_sixteen_channels_batch2() {
+    conv("k3 s2 p0 16→16 batch 2", &[2, 16, 9, 10, 7], &[16, 16, 3, 3, 3], true, cfg([2; 3], [0; 3]));
+}
+
+#[test]
+fn k2_s2_downsampling_is_one_tap_backward() {
+    // kernel == stride, padding 0: backward-data uses the one-tap kernel on the GEMM path; odd sizes
+    // leave the last input plane of every axis without a tap (zero gradient).
+    conv("k2 s2 p0 3→16 odd", &[2, 3, 9, 7, 5], &[16, 3, 2, 2, 2], true, cfg([2; 3], [0; 3]));
+}
+
+#[test]
+fn more_than_one_block_tile_of_channels() {
+    // 70 → 66 channels: two 64-row tiles in M for forward (Co) and backward-data (Ci), several in N
+    // for backward-weight (Ci · 27).
+    conv("k3 s1 p1 70→66 batch 2", &[2, 70, 5, 6, 7], &[66, 70, 3, 3, 3], true, cfg([1; 3], [1; 3]));
 }
 
 #[test]
 fn anisotropic_kernel_stride_padding() {
-    let (x, w) = (vec![1, 2, 8, 9, 10], vec![3, 2, 5, 3, 2]);
-    check(Case {
-        name: "k5x3x2 s1x2x3 p2x1x0 2→3",
-        x,
-        w,
-        bias: true,
-        transpose: false,
-        cfg: cfg([1, 2, 3], [2, 1, 0]),
-    });
+    conv("k5x3x2 s1x2x3 p2x1x0 2→3", &[1, 2, 8, 9, 10], &[3, 2, 5, 3, 2], true, cfg([1, 2, 3], [2, 1, 0]));
 }
 
 #[test]
 fn large_kernel_more_than_27_taps() {
-    let (x, w) = (vec![1, 2, 9, 9, 9], vec![3, 2, 5, 5, 5]);
-    check(Case { name: "k5 s1 p2 (125 taps)", x, w, bias: false, transpose: false, cfg: cfg([1; 3], [2; 3]) });
+    conv("k5 s1 p2 (125 taps)", &[1, 2, 9, 9, 9], &[3, 2, 5, 5, 5], false, cfg([1; 3], [2; 3]));
+}
+
+#[test]
+fn kernel_beyond_the_gemm_tap_table_falls_back_to_direct() {
+    // 9·9·7 = 567 taps > 512: the GEMM path runs the direct kernels.
+    conv("k9x9x7 s1 p1 (567 taps)", &[1, 2, 10, 10, 8], &[2, 2, 9, 9, 7], true, cfg([1; 3], [1; 3]));
 }
 
 #[test]
 fn few_channels_large_volume_splits_the_weight_gradient() {
-    // 2 × 3 channel pairs over 2 × 40³ output voxels: backward-weight sums in 31 chunks.
-    let (x, w) = (vec![2, 2, 40, 40, 40], vec![3, 2, 3, 3, 3]);
-    check(Case { name: "k3 s1 p1 2→3 40³ batch 2", x, w, bias: true, transpose: false, cfg: cfg([1; 3], [1; 3]) });
-}
-
-#[test]
-fn transpose_k2_s2_batch2() {
-    let (x, w) = (vec![2, 8, 5, 6, 7], vec![8, 4, 2, 2, 2]);
-    check(Case { name: "transpose k2 s2 8→4", x, w, bias: true, transpose: true, cfg: cfg([2; 3], [0; 3]) });
-}
-
-#[test]
-fn transpose_k3_s2_odd() {
-    let (x, w) = (vec![1, 3, 4, 5, 3], vec![3, 2, 3, 3, 3]);
-    check(Case { name: "transpose k3 s2 3→2", x, w, bias: false, transpose: true, cfg: cfg([2; 3], [0; 3]) });
+    // 2 × 3 channel pairs over 2 × 40³ output voxels: both backward-weight paths sum many chunks.
+    conv("k3 s1 p1 2→3 40³ batch 2", &[2, 2, 40, 40, 40], &[3, 2, 3, 3, 3], true, cfg([1; 3], [1; 3]));
 }
 
 #[test]
 fn k3_s1_p1_thirty_two_channels_24() {
-    let (x, w) = (vec![1, 32, 24, 24, 24], vec![32, 32, 3, 3, 3]);
-    check(Case { name: "k3 s1 p1 32→32 24³", x, w, bias: true, transpose: false, cfg: cfg([1; 3], [1; 3]) });
+    conv("k3 s1 p1 32→32 24³", &[1, 32, 24, 24, 24], &[32, 32, 3, 3, 3], true, cfg([1; 3], [1; 3]));
 }
 
 #[test]
-fn non_f32_is_a_clear_error_on_the_gpu() {
+fn transpose_k2_s2_batch2() {
+    transpose("transpose k2 s2 8→4 batch 2", &[2, 8, 5, 6, 7], &[8, 4, 2, 2, 2], true, [2; 3]);
+}
+
+#[test]
+fn transpose_k2_s2_thirty_three_to_sixteen() {
+    transpose("transpose k2 s2 33→16", &[1, 33, 3, 5, 4], &[33, 16, 2, 2, 2], true, [2; 3]);
+}
+
+#[test]
+fn transpose_kernel_equals_anisotropic_stride() {
+    transpose("transpose k2x1x3 s2x1x3 3→2", &[2, 3, 3, 4, 2], &[3, 2, 2, 1, 3], false, [2, 1, 3]);
+}
+
+#[test]
+fn transpose_k3_s2_odd() {
+    transpose("transpose k3 s2 3→2", &[1, 3, 4, 5, 3], &[3, 2, 3, 3, 3], false, [2; 3]);
+}
+
+#[test]
+fn unsupported_and_mixed_dtypes_are_clear_errors_on_the_gpu() {
     let dev = gpu();
-    let x = Tensor::zeros((1, 1, 4, 4, 4), candle_core::DType::F64, &dev).unwrap();
-    let w = Tensor::zeros((1, 1, 3, 3, 3), candle_core::DType::F64, &dev).unwrap();
-    let e = conv3d(&x, &w, None, Conv3dConfig::default()).unwrap_err().to_string();
+    let x = Tensor::zeros((1, 1, 4, 4, 4), DType::F64, &dev).unwrap();
+    let w = Tensor::zeros((1, 1, 3, 3, 3), DType::F64, &dev).unwrap();
+    let e = conv3d_with_path(&x, &w, None, Conv3dConfig::default(), CudaConvPath::Gemm).unwrap_err().to_string();
     assert!(e.contains("f64") && e.contains("f32"), "unexpected error: {e}");
+    let x = Tensor::zeros((1, 1, 4, 4, 4), DType::BF16, &dev).unwrap();
+    let w = Tensor::zeros((1, 1, 3, 3, 3), DType::F32, &dev).unwrap();
+    let e = conv3d_with_path(&x, &w, None, Conv3dConfig::default(), CudaConvPath::Gemm).unwrap_err().to_string();
+    assert!(e.contains("bf16") && e.contains("f32"), "unexpected error: {e}");
 }

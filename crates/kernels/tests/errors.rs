@@ -41,10 +41,20 @@ fn conv3d_rejects_bad_arguments() {
     assert_eq!(err(conv3d(&xf64, &w, None, cfg)), "dtype-mismatch");
     let wf64 = w.to_dtype(DType::F64).unwrap();
     assert_eq!(err(conv3d(&xf64, &wf64, None, cfg)), "dtype");
+    // Mixed f32 / bf16 is a clear error (never a silent conversion, never a panic), both ways and
+    // for the bias; the message names both dtypes.
     let xbf = x.to_dtype(DType::BF16).unwrap();
     let wbf = w.to_dtype(DType::BF16).unwrap();
-    let e = conv3d(&xbf, &wbf, None, cfg).expect_err("bf16 is not implemented yet");
-    assert!(e.to_string().contains("bf16"), "{e}");
+    for (a, b) in [(&xbf, &w), (&x, &wbf)] {
+        let e = conv3d(a, b, None, cfg).expect_err("mixed dtypes must fail");
+        assert_eq!(kind(&e), "dtype-mismatch");
+        assert!(e.to_string().contains("bf16") && e.to_string().contains("f32"), "{e}");
+    }
+    let bias3 = rng.tensor(&[3]);
+    assert_eq!(err(conv3d(&xbf, &wbf, Some(&bias3), cfg)), "dtype-mismatch");
+    assert!(conv3d(&xbf, &wbf, Some(&bias3.to_dtype(DType::BF16).unwrap()), cfg).is_ok());
+    let e = conv3d(&xf64, &wf64, None, cfg).unwrap_err().to_string();
+    assert!(e.contains("f32, bf16"), "the message lists the supported dtypes: {e}");
     let xu = Tensor::zeros((1, 2, 4, 4, 4), DType::U8, &Device::Cpu).unwrap();
     let wu = Tensor::zeros((3, 2, 3, 3, 3), DType::U8, &Device::Cpu).unwrap();
     assert_eq!(err(conv3d(&xu, &wu, None, cfg)), "dtype");
@@ -62,6 +72,8 @@ fn conv_transpose3d_and_instance_norm_reject_bad_arguments() {
     let bias = rng.tensor(&[2]);
     assert_eq!(err(conv_transpose3d(&x, &w, Some(&bias), [2; 3])), "shape");
     assert!(conv_transpose3d(&x, &w, Some(&rng.tensor(&[4])), [2; 3]).is_ok());
+    let wbf = w.to_dtype(DType::BF16).unwrap();
+    assert_eq!(err(conv_transpose3d(&x, &wbf, None, [2; 3])), "dtype-mismatch");
 
     let v = rng.tensor(&[4, 5]);
     assert_eq!(err(instance_norm(&v, None, None, 1e-5)), "rank");

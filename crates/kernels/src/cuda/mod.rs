@@ -1,22 +1,53 @@
-//! The conv3d passes on an NVIDIA GPU (feature `cuda`): the kernels of `conv3d.cu` (compiled to PTX by
-//! build.rs) launched on candle's CUDA stream, f32 only, with the semantics of the CPU passes in
-//! [`crate::cpu`] (same geometry, same layouts; sums in a different but fixed order).
+//! The conv3d passes on an NVIDIA GPU (feature `cuda`), launched on candle's CUDA stream with the
+//! semantics of the CPU passes in [`crate::cpu`] (same geometry, same layouts; sums in a different but
+//! fixed order, so results are deterministic run to run):
+//!
+//! - [`CudaConvPath::Gemm`] (default): the tiled implicit-GEMM kernels of `conv3d_igemm.cu` — f32 with
+//!   64×64×16 block tiles and 4×4 register micro-tiles, bf16 on tensor cores (mma.sync m16n8k16,
+//!   64×64×32 block tiles, f32 accumulation), backward-weight split over a fixed partition of the
+//!   voxels into partial buffers summed in order by a second kernel, and a one-tap kernel for
+//!   backward-data when kernel == stride and padding 0 (conv_transpose3d kernel 2 stride 2).
+//!   Kernels with more than [`MAX_GEMM_TAPS`] taps use the direct kernels.
+//! - [`CudaConvPath::Direct`]: the direct reference kernels of `conv3d.cu` (f32; bf16 operands are
+//!   converted to f32 on the GPU and the result back to bf16).
 //!
 //! Kernel launches are `unsafe` in cudarc; this is the only module of the crate allowed to use it.
 #![allow(unsafe_code)]
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaView, LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaDevice, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use candle_core::cuda_backend::{CudaDType, CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, DType, Layout, Shape};
 
-use crate::check::SUPPORTED;
-use crate::{Conv3dGeometry, KernelsError};
+use crate::check::{is_supported, SUPPORTED};
+use crate::{Conv3dGeometry, CudaConvPath, KernelsError};
 
-/// PTX of `conv3d.cu`, compiled by build.rs with nvcc.
+/// PTX of `conv3d.cu` (direct kernels), compiled by build.rs with nvcc.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/conv3d.ptx"));
-/// Name under which candle caches the loaded module.
+/// Name under which candle caches the loaded direct module.
 const MODULE: &str = "magseg_kernels_conv3d";
+/// PTX of `conv3d_igemm.cu` (implicit-GEMM kernels), compiled by build.rs with nvcc.
+const PTX_GEMM: &str = include_str!(concat!(env!("OUT_DIR"), "/conv3d_igemm.ptx"));
+/// Name under which candle caches the loaded implicit-GEMM module.
+const MODULE_GEMM: &str = "magseg_kernels_conv3d_igemm";
+/// Most kernel taps the GEMM kernels take (`MAX_TAPS_TABLE` in conv3d_igemm.cu).
+pub(crate) const MAX_GEMM_TAPS: usize = 512;
+/// Block tile (M × N) of every GEMM kernel (`F_BM`/`F_BN`, `H_BM`/`H_BN`).
+const GEMM_TILE: usize = 64;
+/// K tile of the f32 kernels (`F_BK`): backward-weight chunks are multiples of it.
+const GEMM_BK: usize = 16;
+/// Threads per block of the f32 GEMM kernels (`F_THREADS`).
+const F32_THREADS: u32 = 256;
+/// Threads per block of the bf16 tensor-core kernels (`H_THREADS`).
+const BF16_THREADS: u32 = 128;
+/// Blocks the GEMM backward-weight aims for (4 per SM of a 132-SM H100).
+const GEMM_WGRAD_TARGET_BLOCKS: usize = 528;
+/// Fewest voxels per GEMM backward-weight chunk (128 K tiles).
+const GEMM_WGRAD_MIN_RUN: usize = 128 * GEMM_BK;
+/// Input channels one thread of the one-tap backward-data kernel computes (`NO_CH`).
+const NO_CH: usize = 8;
 /// Threads per block of the one-thread-per-element kernels.
 const BLOCK: u32 = 256;
 /// Channels one thread of the forward / backward-data kernels computes (`CH_BLOCK` in conv3d.cu).
@@ -28,17 +59,13 @@ const WGRAD_TARGET_BLOCKS: usize = 1024;
 /// Fewest output voxels per backward-weight run (16 per thread).
 const WGRAD_MIN_RUN: usize = 16 * WGRAD_THREADS as usize;
 
-/// The f32 data of a contiguous CUDA storage as a view, or a dtype/shape/layout error.
-fn f32_view<'a>(
+/// A contiguous operand of exactly `dims` as a typed view, or a shape/layout error.
+fn view<'a, T: DeviceRepr>(
     op: &'static str,
-    s: &'a CudaStorage,
+    slice: &'a CudaSlice<T>,
     l: &Layout,
     dims: &[usize],
-) -> candle_core::Result<CudaView<'a, f32>> {
-    if s.dtype() != DType::F32 {
-        // bf16/f16 kernels are future work.
-        return Err(KernelsError::Dtype { op, dtype: s.dtype().as_str().to_string(), supported: SUPPORTED }.into());
-    }
+) -> candle_core::Result<CudaView<'a, T>> {
     if l.dims() != dims {
         return Err(KernelsError::Shape {
             op,
@@ -49,7 +76,6 @@ fn f32_view<'a>(
     let (start, end) = l
         .contiguous_offsets()
         .ok_or_else(|| KernelsError::Layout { op, msg: "operand is not contiguous".to_string() })?;
-    let slice = s.as_cuda_slice::<f32>()?;
     if end > slice.len() {
         return Err(KernelsError::Layout {
             op,
@@ -58,6 +84,129 @@ fn f32_view<'a>(
         .into());
     }
     Ok(slice.slice(start..end))
+}
+
+/// The one dtype of both operands: f32 or bf16; mixed or other dtypes are an error.
+fn pass_dtype(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<DType, KernelsError> {
+    let (da, db) = (a.dtype(), b.dtype());
+    if da != db {
+        return Err(KernelsError::DtypeMismatch { op, lhs: da.as_str().to_string(), rhs: db.as_str().to_string() });
+    }
+    if !is_supported(da) {
+        return Err(KernelsError::Dtype { op, dtype: da.as_str().to_string(), supported: SUPPORTED });
+    }
+    Ok(da)
+}
+
+/// Runs the f32 pass `f` on bf16 operands converted to f32 (on the GPU, exact) and rounds its result
+/// back to bf16: the direct path's bf16 support, and the fallback for geometries without bf16 kernels.
+fn via_f32(
+    op: &'static str,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+    f: impl FnOnce((&CudaStorage, &Layout), (&CudaStorage, &Layout)) -> candle_core::Result<(CudaStorage, Shape)>,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let dtype = pass_dtype(op, s1, s2)?;
+    if dtype != DType::BF16 {
+        return Err(KernelsError::Layout { op, msg: format!("f32 fallback called for {}", dtype.as_str()) }.into());
+    }
+    let a = s1.to_dtype(l1, DType::F32)?;
+    let b = s2.to_dtype(l2, DType::F32)?;
+    let (la, lb) = (Layout::contiguous(l1.shape().clone()), Layout::contiguous(l2.shape().clone()));
+    let (out, shape) = f((&a, &la), (&b, &lb))?;
+    let out = out.to_dtype(&Layout::contiguous(shape.clone()), DType::BF16)?;
+    Ok((out, shape))
+}
+
+/// Whether the GEMM kernels take this geometry (tap table of [`MAX_GEMM_TAPS`] entries).
+fn gemm_supported(g: &Conv3dGeometry) -> bool {
+    g.kernel_volume() <= MAX_GEMM_TAPS
+}
+
+/// Whether the GEMM path runs this geometry: the path resolves to `Gemm` and the kernels take it.
+fn use_gemm(path: CudaConvPath, g: &Conv3dGeometry) -> bool {
+    path.resolve() == CudaConvPath::Gemm && gemm_supported(g)
+}
+
+/// A grid dimension as `u32`, or an error.
+fn grid_dim(op: &'static str, n: usize) -> Result<u32, KernelsError> {
+    u32::try_from(n.max(1))
+        .map_err(|_| KernelsError::Shape { op, msg: format!("{n} blocks are too many for one launch") })
+}
+
+/// Launches the implicit-GEMM data kernel `func` (forward or backward-data, f32 or bf16):
+/// `out[b, m, v] = Σ_k A[m][k] · B[k][(b, v)]` over `rows` = M channels and `vol` = voxels per
+/// channel of the output, tiles of [`GEMM_TILE`]², `threads` per block; returns a fresh output `shape`.
+#[allow(clippy::too_many_arguments)]
+fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    func: &str,
+    threads: u32,
+    dev: &CudaDevice,
+    src: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    g: &Conv3dGeometry,
+    (rows, vol): (usize, usize),
+    shape: [usize; 5],
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let args = geometry_args(op, g)?;
+    let cfg = LaunchConfig {
+        grid_dim: (grid_dim(op, (g.batch * vol).div_ceil(GEMM_TILE))?, grid_dim(op, rows.div_ceil(GEMM_TILE))?, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if cfg.grid_dim.1 > 65535 {
+        return Err(
+            KernelsError::Shape { op, msg: format!("{rows} channels are too many for the GEMM kernels") }.into()
+        );
+    }
+    let out = dev.alloc_zeros::<T>(shape.iter().product())?;
+    let f = dev.get_or_load_custom_func(func, MODULE_GEMM, PTX_GEMM)?;
+    let mut builder = f.builder();
+    builder.arg(src).arg(w).arg(&out);
+    for v in &args {
+        builder.arg(v);
+    }
+    // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16}(const T* src, const T* w, T* out, 18 x int), T = f32 or
+    // bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
+    // geometry (checked by `view`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
+    // writes only output rows by·64.. < rows and columns bx·64.. < N·vol, reads A and B only at indices
+    // the geometry bounds (gathers are bounds-checked per axis); `threads` is the block size the kernel
+    // was written for (F_THREADS / H_THREADS, also its __launch_bounds__), shared memory is static;
+    // the kernel's taps ≤ MAX_TAPS_TABLE (checked by `gemm_supported`).
+    unsafe { builder.launch(cfg) }.w()?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
+}
+
+/// Launches the one-tap backward-data kernel (kernel == stride, padding 0): one thread per input
+/// voxel and group of [`NO_CH`] input channels.
+fn run_nooverlap<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    func: &str,
+    dev: &CudaDevice,
+    dy: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    g: &Conv3dGeometry,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let args = geometry_args(op, g)?;
+    let threads = g.batch * g.in_channels.div_ceil(NO_CH) * g.input_volume();
+    let cfg = elementwise_config(op, threads)?;
+    let total = threads as i64;
+    let shape = g.input_shape();
+    let out = dev.alloc_zeros::<T>(g.input_len())?;
+    let f = dev.get_or_load_custom_func(func, MODULE_GEMM, PTX_GEMM)?;
+    let mut builder = f.builder();
+    builder.arg(dy).arg(w).arg(&out).arg(&total);
+    for v in &args {
+        builder.arg(v);
+    }
+    // SAFETY: nooverlap_bwd_data_{f32,bf16}(const T* dy, const T* w, T* dx, long long total, 18 x int):
+    // `dy` and `w` are views of the output and weight sizes of the geometry (checked by `view`), `out`
+    // holds N·Ci·D·H·W elements; thread idx < total = N·ceil(Ci/NO_CH)·D·H·W writes only its voxel of
+    // channels c0..min(c0+NO_CH, Ci) and reads dy at output voxel i / s only when it is inside the
+    // output, w at tap i − s·(i / s) < kernel (kernel == stride, checked by the caller).
+    unsafe { builder.launch(cfg) }.w()?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
 
 /// The 18 geometry ints every kernel takes (see the header of conv3d.cu), or an error when a size
@@ -137,26 +286,72 @@ fn run_elementwise(
 pub(crate) fn forward(
     op: &'static str,
     g: &Conv3dGeometry,
+    path: CudaConvPath,
     (s1, l1): (&CudaStorage, &Layout),
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let x = f32_view(op, s1, l1, &g.input_shape())?;
-    let w = f32_view(op, s2, l2, &g.weight_shape())?;
+    pass_dtype(op, s1, s2)?;
+    let dev = &s1.device;
+    let (xd, wd) = (g.input_shape(), g.weight_shape());
     let work = (g.out_channels, g.output_volume());
-    run_elementwise(op, "conv3d_fwd_f32", &s1.device, &x, &w, g, work, g.output_shape())
+    let gemm = use_gemm(path, g);
+    match (&s1.slice, &s2.slice) {
+        (CudaStorageSlice::F32(x), CudaStorageSlice::F32(w)) => {
+            let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
+            if gemm {
+                run_igemm(op, "igemm_fwd_f32", F32_THREADS, dev, &x, &w, g, work, g.output_shape())
+            } else {
+                run_elementwise(op, "conv3d_fwd_f32", dev, &x, &w, g, work, g.output_shape())
+            }
+        }
+        (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(w)) if gemm => {
+            let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
+            run_igemm(op, "igemm_fwd_bf16", BF16_THREADS, dev, &x, &w, g, work, g.output_shape())
+        }
+        _ => via_f32(op, (s1, l1), (s2, l2), |a, b| forward(op, g, path, a, b)),
+    }
+}
+
+/// Whether backward-data is one tap per input voxel: kernel == stride and no padding on every axis.
+fn no_overlap(g: &Conv3dGeometry) -> bool {
+    g.kernel == g.stride && g.padding == [0; 3]
 }
 
 /// [`crate::Conv3dBackwardData`] on the GPU: `(dy, w)` → `dx`.
 pub(crate) fn backward_data(
     op: &'static str,
     g: &Conv3dGeometry,
+    path: CudaConvPath,
     (s1, l1): (&CudaStorage, &Layout),
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let dy = f32_view(op, s1, l1, &g.output_shape())?;
-    let w = f32_view(op, s2, l2, &g.weight_shape())?;
+    pass_dtype(op, s1, s2)?;
+    let dev = &s1.device;
+    let (yd, wd) = (g.output_shape(), g.weight_shape());
     let work = (g.in_channels, g.input_volume());
-    run_elementwise(op, "conv3d_bwd_data_f32", &s1.device, &dy, &w, g, work, g.input_shape())
+    let gemm = use_gemm(path, g);
+    let one_tap = path.resolve() == CudaConvPath::Gemm && no_overlap(g);
+    match (&s1.slice, &s2.slice) {
+        (CudaStorageSlice::F32(dy), CudaStorageSlice::F32(w)) => {
+            let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
+            if one_tap {
+                run_nooverlap(op, "nooverlap_bwd_data_f32", dev, &dy, &w, g)
+            } else if gemm {
+                run_igemm(op, "igemm_bwd_data_f32", F32_THREADS, dev, &dy, &w, g, work, g.input_shape())
+            } else {
+                run_elementwise(op, "conv3d_bwd_data_f32", dev, &dy, &w, g, work, g.input_shape())
+            }
+        }
+        (CudaStorageSlice::BF16(dy), CudaStorageSlice::BF16(w)) if one_tap || gemm => {
+            let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
+            if one_tap {
+                run_nooverlap(op, "nooverlap_bwd_data_bf16", dev, &dy, &w, g)
+            } else {
+                run_igemm(op, "igemm_bwd_data_bf16", BF16_THREADS, dev, &dy, &w, g, work, g.input_shape())
+            }
+        }
+        _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_data(op, g, path, a, b)),
+    }
 }
 
 /// Number of voxel runs backward-weight splits the batch × output voxels into: enough blocks for a
@@ -170,17 +365,112 @@ fn wgrad_chunks(g: &Conv3dGeometry) -> u32 {
     by_blocks.min(by_work).clamp(1, 65535) as u32
 }
 
+/// The fixed split-K partition of the GEMM backward-weight: `(chunks, run)` with `run` a multiple of
+/// [`GEMM_BK`] voxels and `chunks = ceil(K / run)` non-empty runs, K = batch × output voxels; about
+/// [`GEMM_WGRAD_TARGET_BLOCKS`] blocks in all, at least [`GEMM_WGRAD_MIN_RUN`] voxels per run. A
+/// function of the geometry only, so the summation order (and the result) never changes.
+fn gemm_wgrad_partition(g: &Conv3dGeometry) -> (usize, usize) {
+    let k = g.batch * g.output_volume();
+    let tiles = g.out_channels.div_ceil(GEMM_TILE) * (g.in_channels * g.kernel_volume()).div_ceil(GEMM_TILE);
+    let by_blocks = GEMM_WGRAD_TARGET_BLOCKS.div_ceil(tiles);
+    let by_work = (k / GEMM_WGRAD_MIN_RUN).max(1);
+    let chunks = by_blocks.min(by_work).clamp(1, 65535);
+    let run = k.div_ceil(chunks).div_ceil(GEMM_BK) * GEMM_BK;
+    (k.div_ceil(run), run)
+}
+
+/// The GEMM backward-weight: partial weight gradients per chunk of voxels (f32), then their sum in
+/// chunk order, written as `T` (f32 or bf16).
+#[allow(clippy::too_many_arguments)]
+fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    (func, sum_func): (&str, &str),
+    dev: &CudaDevice,
+    x: &CudaView<'_, T>,
+    dy: &CudaView<'_, T>,
+    g: &Conv3dGeometry,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let args = geometry_args(op, g)?;
+    let (chunks, run) = gemm_wgrad_partition(g);
+    let cols = g.in_channels * g.kernel_volume();
+    let cfg = LaunchConfig {
+        grid_dim: (
+            grid_dim(op, cols.div_ceil(GEMM_TILE))?,
+            grid_dim(op, g.out_channels.div_ceil(GEMM_TILE))?,
+            grid_dim(op, chunks)?,
+        ),
+        block_dim: (F32_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
+        return Err(KernelsError::Shape { op, msg: format!("geometry {g:?} is too large for the GEMM kernels") }.into());
+    }
+    let len = g.weight_len();
+    let partial = dev.alloc_zeros::<f32>(len * chunks)?;
+    let f = dev.get_or_load_custom_func(func, MODULE_GEMM, PTX_GEMM)?;
+    let run_arg = run as i64;
+    let mut builder = f.builder();
+    builder.arg(x).arg(dy).arg(&partial).arg(&run_arg);
+    for v in &args {
+        builder.arg(v);
+    }
+    // SAFETY: igemm_wgrad_{f32,bf16}(const T* x, const T* dy, float* partial, long long run, 18 x int):
+    // `x` and `dy` are views of the input and output sizes of the geometry (checked by `view`),
+    // `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block (bx, by, z) reads the
+    // voxels z·run.. < min(N·out_vol, (z+1)·run) (x gathers bounds-checked per axis) and writes only
+    // its 64×64 tile (rows < Co, columns < Ci·taps) of chunk z; 256 threads as the kernel's
+    // F_THREADS, static shared memory.
+    unsafe { builder.launch(cfg) }.w()?;
+    let out = dev.alloc_zeros::<T>(len)?;
+    let f = dev.get_or_load_custom_func(sum_func, MODULE_GEMM, PTX_GEMM)?;
+    let (len_arg, chunks_arg) = (len as i64, chunks as i32);
+    let mut builder = f.builder();
+    builder.arg(&partial).arg(&out).arg(&len_arg).arg(&chunks_arg);
+    // SAFETY: wgrad_sum_{f32,bf16}(const float* partial, T* dw, long long len, int chunks): `partial`
+    // holds chunks·len f32, `out` len elements of T; thread i < len reads partial[z·len + i] for
+    // z < chunks and writes out[i].
+    unsafe { builder.launch(elementwise_config(op, len)?) }.w()?;
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(g.weight_shape().to_vec())))
+}
+
 /// [`crate::Conv3dBackwardWeight`] on the GPU: `(x, dy)` → `dw`.
 pub(crate) fn backward_weight(
     op: &'static str,
     g: &Conv3dGeometry,
+    path: CudaConvPath,
     (s1, l1): (&CudaStorage, &Layout),
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let x = f32_view(op, s1, l1, &g.input_shape())?;
-    let dy = f32_view(op, s2, l2, &g.output_shape())?;
-    let args = geometry_args(op, g)?;
+    pass_dtype(op, s1, s2)?;
     let dev = &s1.device;
+    let (xd, yd) = (g.input_shape(), g.output_shape());
+    let gemm = use_gemm(path, g);
+    match (&s1.slice, &s2.slice) {
+        (CudaStorageSlice::F32(x), CudaStorageSlice::F32(dy)) => {
+            let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
+            if gemm {
+                run_igemm_wgrad(op, ("igemm_wgrad_f32", "wgrad_sum_f32"), dev, &x, &dy, g)
+            } else {
+                direct_backward_weight(op, g, dev, &x, &dy)
+            }
+        }
+        (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) if gemm => {
+            let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
+            run_igemm_wgrad(op, ("igemm_wgrad_bf16", "wgrad_sum_bf16"), dev, &x, &dy, g)
+        }
+        _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_weight(op, g, path, a, b)),
+    }
+}
+
+/// The direct backward-weight kernels of conv3d.cu (f32): one block per channel pair and voxel chunk.
+fn direct_backward_weight(
+    op: &'static str,
+    g: &Conv3dGeometry,
+    dev: &CudaDevice,
+    x: &CudaView<'_, f32>,
+    dy: &CudaView<'_, f32>,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let args = geometry_args(op, g)?;
     let blocks =
         |n: usize| u32::try_from(n).map_err(|_| KernelsError::Shape { op, msg: format!("{n} channels are too many") });
     let chunks = wgrad_chunks(g);
@@ -194,12 +484,12 @@ pub(crate) fn backward_weight(
     let f = dev.get_or_load_custom_func("conv3d_bwd_weight_f32", MODULE, PTX)?;
     let chunks_arg = chunks as i32;
     let mut builder = f.builder();
-    builder.arg(&x).arg(&dy).arg(&partial).arg(&chunks_arg);
+    builder.arg(x).arg(dy).arg(&partial).arg(&chunks_arg);
     for v in &args {
         builder.arg(v);
     }
     // SAFETY: conv3d_bwd_weight_f32(const float* x, const float* dy, float* dw, int chunks, 18 x int):
-    // `x` and `dy` are f32 views of the input and output sizes of the geometry (checked by `f32_view`),
+    // `x` and `dy` are f32 views of the input and output sizes of the geometry (checked by `view`),
     // `partial` holds chunks·Co·Ci·taps f32; block (ci, co, z) writes only its own taps of chunk z and
     // reads inside its channels; the kernel's static shared memory is fixed and the block size equals
     // its WGRAD_THREADS.
@@ -216,4 +506,23 @@ pub(crate) fn backward_weight(
     // `partial` holds chunks·len f32, `out` len f32; thread i < len reads partial[z·len + i], writes out[i].
     unsafe { builder.launch(elementwise_config(op, len)?) }.w()?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(g.weight_shape().to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_wgrad_partition_covers_every_voxel_once() {
+        for g in [
+            Conv3dGeometry::new(2, 32, 32, [64; 3], [3; 3], [1; 3], [1; 3]).unwrap(),
+            Conv3dGeometry::new(1, 1, 4, [9, 10, 11], [3; 3], [1; 3], [1; 3]).unwrap(),
+            Conv3dGeometry::new(2, 128, 128, [16; 3], [3; 3], [1; 3], [1; 3]).unwrap(),
+            Conv3dGeometry::new(2, 2, 3, [40; 3], [3; 3], [1; 3], [1; 3]).unwrap(),
+        ] {
+            let k = g.batch * g.output_volume();
+            let (chunks, run) = gemm_wgrad_partition(&g);
+            assert!(run % GEMM_BK == 0 && chunks * run >= k && (chunks - 1) * run < k, "{g:?}: {chunks} × {run}");
+        }
+    }
 }

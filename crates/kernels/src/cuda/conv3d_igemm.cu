@@ -1,0 +1,653 @@
+// Tiled implicit-GEMM 3-D convolution kernels of magseg-kernels (NCDHW contiguous, dilation 1, groups 1),
+// in the geometry of src/geom.rs: f32 (FMA, register micro-tiles), bf16 (tensor cores through inline PTX
+// mma.sync m16n8k16, f32 accumulation), a deterministic split-K backward-weight, and the no-overlap
+// transposed convolution (kernel == stride, padding 0). The direct kernels of conv3d.cu stay the
+// reference path (MAGSEG_CONV_CUDA=direct). Launch logic: src/cuda/mod.rs.
+//
+// bf16 tensors arrive as raw 16-bit storage (unsigned short); conversions are bit operations
+// (f32 -> bf16 rounds to nearest even), so no CUDA header is needed (NVRTC compiles this file as is).
+//
+// GEMM views (k = c * taps + t, t = (kz * kH + ky) * kW + kx, taps = kD * kH * kW):
+//   forward        M = Co, N = batch * oD*oH*oW, K = Ci * taps; A[m][k] = w[m][c][t],
+//                  B[k][n] = x[b][c][o * s - p + k_tap] (zero outside the input).
+//   backward-data  M = Ci, N = batch * D*H*W,    K = Co * taps; A[m][k] = w[c][m][t],
+//                  B[k][n] = dy[b][c][(i + p - k_tap) / s] (zero unless divisible and inside).
+//   backward-wgt   M = Co, N = Ci * taps,        K = batch * oD*oH*oW (split into fixed chunks);
+//                  A[m][k] = dy[b][m][v], B[k][n] = x[b][c][o(v) * s - p + k_tap].
+// Every sum runs in a fixed order (no atomics), so results are bit-identical run to run.
+//
+// The geometry arrives as 18 ints, in this order (as for conv3d.cu):
+//   n, ci, co, D, H, W, kD, kH, kW, sD, sH, sW, pD, pH, pW, oD, oH, oW
+
+#define GEOM_PARAMS                                                                                      \
+    int n, int ci, int co, int id_, int ih_, int iw_, int kd_, int kh_, int kw_, int sd, int sh, int sw,  \
+        int pd, int ph, int pw, int od_, int oh_, int ow_
+
+// Largest number of kernel taps the GEMM kernels handle (tap table in shared memory); the host
+// routes larger kernels to the direct kernels. Each kernel extent must then be < 1024 (10 bits).
+#define MAX_TAPS_TABLE 512
+
+typedef unsigned short bf16_t;
+
+__device__ __forceinline__ float bf16_to_f32(bf16_t h) { return __uint_as_float(((unsigned int)h) << 16); }
+
+// Round to nearest, ties to even; NaN stays a (quiet) NaN, infinities stay infinities.
+__device__ __forceinline__ bf16_t f32_to_bf16(float f) {
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x0040u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_t)(u >> 16);
+}
+
+__device__ __forceinline__ float load_f(const float* p) { return __ldg(p); }
+__device__ __forceinline__ float load_f(const bf16_t* p) { return bf16_to_f32(__ldg(p)); }
+__device__ __forceinline__ void store_f(float* p, float v) { *p = v; }
+__device__ __forceinline__ void store_f(bf16_t* p, float v) { *p = f32_to_bf16(v); }
+
+// Fills `table[t]` = kz | ky << 10 | kx << 20 for every tap t < taps (block-wide; caller syncs).
+__device__ __forceinline__ void fill_tap_table(int* table, int taps, int kh_, int kw_) {
+    for (int t = threadIdx.x; t < taps; t += blockDim.x) {
+        const int kx = t % kw_;
+        const int r = t / kw_;
+        table[t] = (r / kh_) | ((r % kh_) << 10) | (kx << 20);
+    }
+}
+
+// Source coordinate of one gather along one axis, or -1 when the element is a zero (padding, outside,
+// or, for backward-data, not on the stride grid). Forward: base = o * s - p, coordinate base + k.
+// Backward-data: base = i + p, coordinate (base - k) / s when divisible.
+template <bool TRANSPOSED>
+__device__ __forceinline__ int gather_coord(int base, int k, int s, int lim) {
+    if (!TRANSPOSED) {
+        const int z = base + k;
+        return (unsigned)z < (unsigned)lim ? z : -1;
+    } else {
+        int z = base - k;
+        if (z < 0) return -1;
+        if (s != 1) {
+            if (z % s != 0) return -1;
+            z /= s;
+        }
+        return z < lim ? z : -1;
+    }
+}
+
+// Sizes of the forward / backward-data GEMM view, derived from the geometry.
+struct DataView {
+    int M, C, taps, K;
+    long long nvol, N;            // output voxels per (batch, channel) of this pass; N = n * nvol
+    int sd_, sh_, sw_;            // source (gathered tensor) spatial size
+    long long svol;               // source voxels per channel
+    int dd_, dh_, dw_;            // destination spatial size (nvol = dd*dh*dw)
+    long long sAm, sAc;           // weight strides of m and c
+};
+
+template <bool TRANSPOSED>
+__device__ __forceinline__ DataView data_view(GEOM_PARAMS) {
+    DataView v;
+    v.taps = kd_ * kh_ * kw_;
+    if (!TRANSPOSED) {
+        v.M = co; v.C = ci;
+        v.sd_ = id_; v.sh_ = ih_; v.sw_ = iw_;
+        v.dd_ = od_; v.dh_ = oh_; v.dw_ = ow_;
+        v.sAm = (long long)ci * v.taps; v.sAc = v.taps;
+    } else {
+        v.M = ci; v.C = co;
+        v.sd_ = od_; v.sh_ = oh_; v.sw_ = ow_;
+        v.dd_ = id_; v.dh_ = ih_; v.dw_ = iw_;
+        v.sAm = v.taps; v.sAc = (long long)ci * v.taps;
+    }
+    v.K = v.C * v.taps;
+    v.svol = (long long)v.sd_ * v.sh_ * v.sw_;
+    v.nvol = (long long)v.dd_ * v.dh_ * v.dw_;
+    v.N = (long long)n * v.nvol;
+    return v;
+}
+
+// One gathered column n of B: the source batch offset and the per-axis base coordinates.
+struct Column {
+    bool ok;
+    long long boff;   // b * C * svol
+    int bz, by, bx;   // forward: o * s - p; backward-data: i + p
+};
+
+template <bool TRANSPOSED>
+__device__ __forceinline__ Column make_column(const DataView& v, long long nidx, int sd, int sh, int sw, int pd,
+                                              int ph, int pw) {
+    Column c;
+    c.ok = nidx < v.N;
+    const long long nn = c.ok ? nidx : 0;
+    const long long b = nn / v.nvol;
+    long long r = nn - b * v.nvol;
+    const int x = (int)(r % v.dw_);
+    r /= v.dw_;
+    const int y = (int)(r % v.dh_);
+    const int z = (int)(r / v.dh_);
+    c.boff = b * v.C * v.svol;
+    if (!TRANSPOSED) {
+        c.bz = z * sd - pd; c.by = y * sh - ph; c.bx = x * sw - pw;
+    } else {
+        c.bz = z + pd; c.by = y + ph; c.bx = x + pw;
+    }
+    return c;
+}
+
+// B[k][column] for k = c * taps + t (tap info from the table), as f32 bits or raw bf16.
+template <bool TRANSPOSED, typename T>
+__device__ __forceinline__ bool gather_ptr(const DataView& v, const Column& col, const T* src, int c, int tinfo,
+                                           int sd, int sh, int sw, const T** out) {
+    const int kz = tinfo & 1023, ky = (tinfo >> 10) & 1023, kx = tinfo >> 20;
+    const int z = gather_coord<TRANSPOSED>(col.bz, kz, sd, v.sd_);
+    const int y = gather_coord<TRANSPOSED>(col.by, ky, sh, v.sh_);
+    const int x = gather_coord<TRANSPOSED>(col.bx, kx, sw, v.sw_);
+    if (z < 0 || y < 0 || x < 0) return false;
+    *out = src + col.boff + (long long)c * v.svol + ((long long)z * v.sh_ + y) * v.sw_ + x;
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// f32 forward / backward-data: block tile 64 (M) x 64 (N) x 16 (K), 256 threads, 4 x 4 outputs per
+// thread; shared tiles double-buffered with a register prefetch of the next K tile (one barrier per
+// K tile). A loader: thread -> row m = tid / 4, k = (tid % 4) * 4 + 0..3. B loader: thread -> column
+// n = tid % 64 (consecutive threads read consecutive voxels), k = (tid / 64) * 4 + 0..3.
+#define F_BM 64
+#define F_BN 64
+#define F_BK 16
+#define F_THREADS 256
+
+template <bool TRANSPOSED>
+__device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, const float* __restrict__ src,
+                                               float* __restrict__ out, GEOM_PARAMS) {
+    __shared__ __align__(16) float As[2][F_BK][F_BM + 4];
+    __shared__ __align__(16) float Bs[2][F_BK][F_BN + 4];
+    __shared__ int taptab[MAX_TAPS_TABLE];
+    const DataView v = data_view<TRANSPOSED>(n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
+                                             oh_, ow_);
+    const int tid = threadIdx.x;
+    const int m0 = blockIdx.y * F_BM;
+    const long long n0 = (long long)blockIdx.x * F_BN;
+    fill_tap_table(taptab, v.taps, kh_, kw_);
+
+    const int a_m = tid / 4, a_k = (tid % 4) * 4;
+    const int b_n = tid % 64, b_k = (tid / 64) * 4;
+    const Column col = make_column<TRANSPOSED>(v, n0 + b_n, sd, sh, sw, pd, ph, pw);
+    const bool a_row_ok = m0 + a_m < v.M;
+    const float* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
+
+    float ra[4], rb[4];
+    auto load_tile = [&](int k0) {
+        int k = k0 + a_k;
+        int c = k / v.taps, t = k - c * v.taps;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            ra[i] = (a_row_ok && k + i < v.K) ? __ldg(a_row + c * v.sAc + t) : 0.0f;
+            if (++t == v.taps) { t = 0; ++c; }
+        }
+        k = k0 + b_k;
+        c = k / v.taps;
+        t = k - c * v.taps;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            float val = 0.0f;
+            const float* p;
+            if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
+                val = __ldg(p);
+            }
+            rb[i] = val;
+            if (++t == v.taps) { t = 0; ++c; }
+        }
+    };
+    auto store_tile = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            As[buf][a_k + i][a_m] = ra[i];
+            Bs[buf][b_k + i][b_n] = rb[i];
+        }
+    };
+
+    const int tx = tid % 16, ty = tid / 16;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+
+    __syncthreads();  // tap table ready
+    const int ntiles = (v.K + F_BK - 1) / F_BK;
+    load_tile(0);
+    store_tile(0);
+    __syncthreads();
+    for (int kt = 0; kt < ntiles; ++kt) {
+        const int cur = kt & 1;
+        if (kt + 1 < ntiles) load_tile((kt + 1) * F_BK);
+#pragma unroll
+        for (int kk = 0; kk < F_BK; ++kk) {
+            const float4 a = *reinterpret_cast<const float4*>(&As[cur][kk][ty * 4]);
+            const float4 b = *reinterpret_cast<const float4*>(&Bs[cur][kk][tx * 4]);
+            const float av[4] = {a.x, a.y, a.z, a.w};
+            const float bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        if (kt + 1 < ntiles) store_tile(cur ^ 1);
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const long long nidx = n0 + tx * 4 + j;
+        if (nidx >= v.N) continue;
+        const long long b = nidx / v.nvol;
+        const long long vox = nidx - b * v.nvol;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int m = m0 + ty * 4 + i;
+            if (m < v.M) out[(b * v.M + m) * v.nvol + vox] = acc[i][j];
+        }
+    }
+}
+
+// y = conv3d(x, w): grid (ceil(N / 64), ceil(Co / 64)), 256 threads.
+extern "C" __global__ void __launch_bounds__(F_THREADS)
+    igemm_fwd_f32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y, GEOM_PARAMS) {
+    igemm_f32_body<false>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+}
+
+// dx = backward-data(dy, w): grid (ceil(N / 64), ceil(Ci / 64)), 256 threads.
+extern "C" __global__ void __launch_bounds__(F_THREADS)
+    igemm_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+                       GEOM_PARAMS) {
+    igemm_f32_body<true>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backward-weight (f32 accumulation; x and dy as f32 or bf16): the same 64 x 64 x 16 tiles and
+// 4 x 4 micro-tiles. K = batch * output voxels is split into `chunks` fixed runs of `run` voxels
+// (blockIdx.z = chunk); block (nx, my, z) writes its tile of chunk z into partial[z][Co][Ci * taps],
+// and wgrad_sum_* adds the chunks in order. Loaders: thread -> k row tid % 16 (consecutive threads
+// read consecutive voxels of x and dy), rows m / columns n = tid / 16 + 16 * i.
+template <typename T>
+__device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const T* __restrict__ dy,
+                                                 float* __restrict__ partial, long long run, GEOM_PARAMS) {
+    __shared__ __align__(16) float As[2][F_BK][F_BM + 4];
+    __shared__ __align__(16) float Bs[2][F_BK][F_BN + 4];
+    const int tid = threadIdx.x;
+    const int taps = kd_ * kh_ * kw_;
+    const int M = co;
+    const int N = ci * taps;
+    const long long in_vol = (long long)id_ * ih_ * iw_;
+    const long long out_vol = (long long)od_ * oh_ * ow_;
+    const long long K = (long long)n * out_vol;
+    const long long kbeg = (long long)blockIdx.z * run;
+    const long long kend = min(K, kbeg + run);
+    const int m0 = blockIdx.y * F_BM;
+    const int n0 = blockIdx.x * F_BN;
+
+    const int kk_row = tid % 16;
+    const int r16 = tid / 16;
+    // Fixed columns (c, tap) of this thread's B loads.
+    long long boff[4];
+    int bz[4], by[4], bx[4];
+    bool bok[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int nn = n0 + r16 + 16 * i;
+        bok[i] = nn < N;
+        const int q = bok[i] ? nn : 0;
+        const int c = q / taps;
+        int t = q - c * taps;
+        bx[i] = t % kw_ - pw;
+        t /= kw_;
+        by[i] = t % kh_ - ph;
+        bz[i] = t / kh_ - pd;
+        boff[i] = (long long)c * in_vol;
+    }
+    // The k row this thread loads: k = kbeg + kt * 16 + kk_row -> (b, oz, oy, ox), advanced per tile.
+    long long k = kbeg + kk_row;
+    int b, oz, oy, ox;
+    {
+        const long long kc = k < K ? k : 0;
+        b = (int)(kc / out_vol);
+        long long r = kc - (long long)b * out_vol;
+        ox = (int)(r % ow_);
+        r /= ow_;
+        oy = (int)(r % oh_);
+        oz = (int)(r / oh_);
+    }
+    float ra[4], rb[4];
+    auto load_tile = [&]() {
+        const bool kok = k < kend;
+        const long long vox = ((long long)oz * oh_ + oy) * ow_ + ox;
+        const long long dy_base = (long long)b * co * out_vol + vox;
+        const long long x_base = (long long)b * ci * in_vol;
+        const int z0 = oz * sd, y0 = oy * sh, x0 = ox * sw;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int m = m0 + r16 + 16 * i;
+            ra[i] = (kok && m < M) ? load_f(dy + dy_base + (long long)m * out_vol) : 0.0f;
+            float val = 0.0f;
+            if (kok && bok[i]) {
+                const int z = z0 + bz[i], y = y0 + by[i], xx = x0 + bx[i];
+                if ((unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
+                    val = load_f(x + x_base + boff[i] + ((long long)z * ih_ + y) * iw_ + xx);
+                }
+            }
+            rb[i] = val;
+        }
+        // Advance this thread's k row by one tile (16 voxels).
+        k += F_BK;
+        ox += F_BK;
+        while (ox >= ow_) {
+            ox -= ow_;
+            if (++oy == oh_) {
+                oy = 0;
+                if (++oz == od_) {
+                    oz = 0;
+                    ++b;
+                }
+            }
+        }
+    };
+    auto store_tile = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            As[buf][kk_row][r16 + 16 * i] = ra[i];
+            Bs[buf][kk_row][r16 + 16 * i] = rb[i];
+        }
+    };
+    const int tx = tid % 16, ty = tid / 16;
+    float acc[4][4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    const long long span = kend > kbeg ? kend - kbeg : 0;
+    const int ntiles = (int)((span + F_BK - 1) / F_BK);
+    if (ntiles > 0) {
+        load_tile();
+        store_tile(0);
+    }
+    __syncthreads();
+    for (int kt = 0; kt < ntiles; ++kt) {
+        const int cur = kt & 1;
+        if (kt + 1 < ntiles) load_tile();
+#pragma unroll
+        for (int kq = 0; kq < F_BK; ++kq) {
+            const float4 a = *reinterpret_cast<const float4*>(&As[cur][kq][ty * 4]);
+            const float4 bb = *reinterpret_cast<const float4*>(&Bs[cur][kq][tx * 4]);
+            const float av[4] = {a.x, a.y, a.z, a.w};
+            const float bv[4] = {bb.x, bb.y, bb.z, bb.w};
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+        }
+        if (kt + 1 < ntiles) store_tile(cur ^ 1);
+        __syncthreads();
+    }
+    float* dst = partial + (long long)blockIdx.z * M * N;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int m = m0 + ty * 4 + i;
+        if (m >= M) continue;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int nn = n0 + tx * 4 + j;
+            if (nn < N) dst[(long long)m * N + nn] = acc[i][j];
+        }
+    }
+}
+
+// Grid (ceil(Ci * taps / 64), ceil(Co / 64), chunks), 256 threads.
+extern "C" __global__ void __launch_bounds__(F_THREADS)
+    igemm_wgrad_f32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
+                    long long run, GEOM_PARAMS) {
+    igemm_wgrad_body<float>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
+                            od_, oh_, ow_);
+}
+
+extern "C" __global__ void __launch_bounds__(F_THREADS)
+    igemm_wgrad_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
+                     long long run, GEOM_PARAMS) {
+    igemm_wgrad_body<bf16_t>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
+                             od_, oh_, ow_);
+}
+
+// dw[i] = sum_{z < chunks} partial[z * len + i], in order of z (deterministic), as f32 or bf16.
+extern "C" __global__ void wgrad_sum_f32(const float* __restrict__ partial, float* __restrict__ dw, long long len,
+                                         int chunks) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= len) return;
+    float acc = 0.0f;
+    for (int z = 0; z < chunks; ++z) acc += partial[(long long)z * len + i];
+    dw[i] = acc;
+}
+
+extern "C" __global__ void wgrad_sum_bf16(const float* __restrict__ partial, bf16_t* __restrict__ dw, long long len,
+                                          int chunks) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= len) return;
+    float acc = 0.0f;
+    for (int z = 0; z < chunks; ++z) acc += partial[(long long)z * len + i];
+    dw[i] = f32_to_bf16(acc);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// bf16 forward / backward-data on tensor cores: block tile 64 (M) x 64 (N) x 32 (K), 128 threads =
+// 4 warps in 2 x 2, each warp 32 x 32 = 2 (m16) x 4 (n8) mma.sync.m16n8k16 tiles with f32
+// accumulators (32 per thread). Shared tiles are stored k-contiguous (As[m][k], Bs[n][k]) with rows
+// padded to 40 bf16 (20 words) so the fragment loads hit 32 distinct banks; double-buffered with a
+// register prefetch. A loader: row m = tid / 2, k = (tid % 2) * 16 + 0..15; B loader: column
+// n = tid % 64 (consecutive threads read consecutive voxels), k = (tid / 64) * 16 + 0..15.
+#define H_BM 64
+#define H_BN 64
+#define H_BK 32
+#define H_LD 40
+#define H_THREADS 128
+
+__device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, const unsigned int* b) {
+#ifdef MAGSEG_HOST_EMULATION
+    // tests/emu/: a host emulation of the PTX fragment semantics (never defined for the GPU build).
+    magseg_emu_mma_bf16_16816(c, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+template <bool TRANSPOSED>
+__device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
+                                                bf16_t* __restrict__ out, GEOM_PARAMS) {
+    __shared__ __align__(16) bf16_t As[2][H_BM][H_LD];
+    __shared__ __align__(16) bf16_t Bs[2][H_BN][H_LD];
+    __shared__ int taptab[MAX_TAPS_TABLE];
+    const DataView v = data_view<TRANSPOSED>(n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
+                                             oh_, ow_);
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int m0 = blockIdx.y * H_BM;
+    const long long n0 = (long long)blockIdx.x * H_BN;
+    fill_tap_table(taptab, v.taps, kh_, kw_);
+
+    const int a_m = tid / 2, a_k = (tid % 2) * 16;
+    const int b_n = tid % 64, b_k = (tid / 64) * 16;
+    const Column col = make_column<TRANSPOSED>(v, n0 + b_n, sd, sh, sw, pd, ph, pw);
+    const bool a_row_ok = m0 + a_m < v.M;
+    const bf16_t* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
+
+    unsigned int ra[8], rb[8];  // 16 bf16 each, element 2j in the low half of word j
+    auto load_tile = [&](int k0) {
+        int k = k0 + a_k;
+        int c = k / v.taps, t = k - c * v.taps;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            const unsigned int h = (a_row_ok && k + i < v.K) ? (unsigned int)__ldg(a_row + c * v.sAc + t) : 0u;
+            if (i % 2 == 0) ra[i / 2] = h; else ra[i / 2] |= h << 16;
+            if (++t == v.taps) { t = 0; ++c; }
+        }
+        k = k0 + b_k;
+        c = k / v.taps;
+        t = k - c * v.taps;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            unsigned int h = 0u;
+            const bf16_t* p;
+            if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
+                h = (unsigned int)__ldg(p);
+            }
+            if (i % 2 == 0) rb[i / 2] = h; else rb[i / 2] |= h << 16;
+            if (++t == v.taps) { t = 0; ++c; }
+        }
+    };
+    auto store_tile = [&](int buf) {
+        uint4* pa = reinterpret_cast<uint4*>(&As[buf][a_m][a_k]);
+        pa[0] = make_uint4(ra[0], ra[1], ra[2], ra[3]);
+        pa[1] = make_uint4(ra[4], ra[5], ra[6], ra[7]);
+        uint4* pb = reinterpret_cast<uint4*>(&Bs[buf][b_n][b_k]);
+        pb[0] = make_uint4(rb[0], rb[1], rb[2], rb[3]);
+        pb[1] = make_uint4(rb[4], rb[5], rb[6], rb[7]);
+    };
+
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    const int g = lane >> 2, tg = lane & 3;
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    __syncthreads();  // tap table ready
+    const int ntiles = (v.K + H_BK - 1) / H_BK;
+    load_tile(0);
+    store_tile(0);
+    __syncthreads();
+    for (int kt = 0; kt < ntiles; ++kt) {
+        const int cur = kt & 1;
+        if (kt + 1 < ntiles) load_tile((kt + 1) * H_BK);
+#pragma unroll
+        for (int ks = 0; ks < H_BK; ks += 16) {
+            unsigned int af[2][4], bfr[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int r = wm + i * 16 + g;
+                af[i][0] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2]);
+                af[i][1] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2]);
+                af[i][2] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2 + 8]);
+                af[i][3] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2 + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int cidx = wn + j * 8 + g;
+                bfr[j][0] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2]);
+                bfr[j][1] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2 + 8]);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
+        }
+        if (kt + 1 < ntiles) store_tile(cur ^ 1);
+        __syncthreads();
+    }
+    // C fragment: acc[i][j][0..1] at (row g, cols 2tg, 2tg+1), acc[i][j][2..3] at row g + 8.
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const long long nidx = n0 + wn + j * 8 + tg * 2 + e;
+            if (nidx >= v.N) continue;
+            const long long b = nidx / v.nvol;
+            const long long vox = nidx - b * v.nvol;
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int m = m0 + wm + i * 16 + g + h * 8;
+                    if (m < v.M) out[(b * v.M + m) * v.nvol + vox] = f32_to_bf16(acc[i][j][h * 2 + e]);
+                }
+            }
+        }
+    }
+}
+
+// y = conv3d(x, w) in bf16: grid (ceil(N / 64), ceil(Co / 64)), 128 threads.
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_fwd_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w, bf16_t* __restrict__ y,
+                   GEOM_PARAMS) {
+    igemm_bf16_body<false>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+}
+
+// dx = backward-data(dy, w) in bf16: grid (ceil(N / 64), ceil(Ci / 64)), 128 threads.
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_bwd_data_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w, bf16_t* __restrict__ dx,
+                        GEOM_PARAMS) {
+    igemm_bf16_body<true>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backward-data when kernel == stride and padding is 0 on every axis (conv_transpose3d kernel 2
+// stride 2): every input voxel i takes exactly one tap, k = i % s, from output voxel i / s (none when
+// i / s is past the output). One thread per input voxel and group of NO_CH input channels; sums over
+// the output channels in order. `total` = n * ceil(ci / NO_CH) * D*H*W.
+#define NO_CH 8
+
+template <typename T>
+__device__ __forceinline__ void nooverlap_body(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
+                                               long long total, GEOM_PARAMS) {
+    const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= total) return;
+    const long long in_vol = (long long)id_ * ih_ * iw_;
+    const long long out_vol = (long long)od_ * oh_ * ow_;
+    const int groups = (ci + NO_CH - 1) / NO_CH;
+    const long long vox = idx % in_vol;
+    long long r = vox;
+    const int ix = (int)(r % iw_);
+    r /= iw_;
+    const int iy = (int)(r % ih_);
+    const int iz = (int)(r / ih_);
+    r = idx / in_vol;
+    const int c0 = (int)(r % groups) * NO_CH;
+    const int b = (int)(r / groups);
+    const int nc = min(NO_CH, ci - c0);
+    const int taps = kd_ * kh_ * kw_;
+    const int oz = iz / sd, oy = iy / sh, ox = ix / sw;
+    float acc[NO_CH];
+#pragma unroll
+    for (int j = 0; j < NO_CH; ++j) acc[j] = 0.0f;
+    if (oz < od_ && oy < oh_ && ox < ow_) {
+        const int t = ((iz - oz * sd) * kh_ + (iy - oy * sh)) * kw_ + (ix - ox * sw);
+        const T* g = dy + (long long)b * co * out_vol + ((long long)oz * oh_ + oy) * ow_ + ox;
+        const T* wt = w + (long long)c0 * taps + t;
+        for (int c = 0; c < co; ++c) {
+            const float gv = load_f(g + (long long)c * out_vol);
+            const T* wc = wt + (long long)c * ci * taps;
+#pragma unroll
+            for (int j = 0; j < NO_CH; ++j) {
+                if (j < nc) acc[j] = fmaf(gv, load_f(wc + j * taps), acc[j]);
+            }
+        }
+    }
+    T* dxv = dx + ((long long)b * ci + c0) * in_vol + vox;
+#pragma unroll
+    for (int j = 0; j < NO_CH; ++j) {
+        if (j < nc) store_f(dxv + j * in_vol, acc[j]);
+    }
+}
+
+extern "C" __global__ void nooverlap_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
+                                                  float* __restrict__ dx, long long total, GEOM_PARAMS) {
+    nooverlap_body<float>(dy, w, dx, total, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
+                          oh_, ow_);
+}
+
+extern "C" __global__ void nooverlap_bwd_data_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w,
+                                                   bf16_t* __restrict__ dx, long long total, GEOM_PARAMS) {
+    nooverlap_body<bf16_t>(dy, w, dx, total, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
+                           oh_, ow_);
+}

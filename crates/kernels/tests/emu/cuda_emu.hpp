@@ -1,0 +1,116 @@
+// Host emulation of the CUDA subset used by src/cuda/*.cu, so the kernels' index logic can be tested on a
+// machine without a GPU (tests/emu/run.sh). One block at a time; the threads of a block are std::threads
+// meeting at a std::barrier for __syncthreads; `__shared__` becomes a function-local `static` (one block
+// runs at a time, so that is exactly one copy per block). mma.sync m16n8k16 (bf16, f32 accumulate) is
+// emulated from the PTX ISA's fragment layout through a per-warp staging area. Not a performance model.
+#pragma once
+#include <algorithm>
+#include <barrier>
+#include <cmath>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+};
+inline thread_local dim3 threadIdx, blockIdx;
+inline dim3 blockDim, gridDim;
+inline std::barrier<>* g_bar = nullptr;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(n)
+#define __restrict__
+
+inline void __syncthreads() { g_bar->arrive_and_wait(); }
+template <class T>
+inline T __ldg(const T* p) {
+    return *p;
+}
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return uint4{a, b, c, d}; }
+using std::fmaf;
+using std::max;
+using std::min;
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, D = A * B + C, per the PTX ISA fragment layout
+// (groupID = lane / 4, tig = lane % 4; each .b32 register holds two bf16, the lower index in the low
+// half): A reg r of lane: rows groupID + 8 * (r & 1), cols 2 tig + 8 * (r >> 1) + {0, 1};
+// B reg r: rows (k) 2 tig + 8 r + {0, 1}, col groupID; C e: row groupID + 8 * (e >> 1), col 2 tig + (e & 1).
+struct EmuWarpStage {
+    unsigned a[32][4];
+    unsigned b[32][2];
+};
+inline EmuWarpStage g_emu_stage[32];
+
+inline float emu_bf16(unsigned reg, int hi) { return __uint_as_float((hi ? (reg >> 16) : (reg & 0xffffu)) << 16); }
+
+inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigned* b) {
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    for (int r = 0; r < 4; ++r) g_emu_stage[warp].a[lane][r] = a[r];
+    for (int r = 0; r < 2; ++r) g_emu_stage[warp].b[lane][r] = b[r];
+    __syncthreads();
+    const EmuWarpStage& s = g_emu_stage[warp];
+    auto A = [&](int row, int k) {
+        const int l = (row % 8) * 4 + (k % 8) / 2;
+        const int r = (row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0);
+        return emu_bf16(s.a[l][r], k % 2);
+    };
+    auto B = [&](int k, int col) {
+        const int l = col * 4 + (k % 8) / 2;
+        return emu_bf16(s.b[l][k >= 8 ? 1 : 0], k % 2);
+    };
+    const int g = lane / 4, tg = lane % 4;
+    float out[4];
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e >> 1), col = 2 * tg + (e & 1);
+        float acc = c[e];
+        for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+        out[e] = acc;
+    }
+    __syncthreads();  // everyone has read the stage before it is reused
+    for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+// Runs `kernel(args...)` over `grid` blocks of `block` threads (x only), one block at a time.
+template <class F>
+inline void emu_launch(dim3 grid, dim3 block, F kernel) {
+    gridDim = grid;
+    blockDim = block;
+    const int nthreads = (int)(block.x * block.y * block.z);
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+        for (unsigned by = 0; by < grid.y; ++by)
+            for (unsigned bx = 0; bx < grid.x; ++bx) {
+                std::barrier<> bar(nthreads);
+                g_bar = &bar;
+                std::vector<std::thread> ts;
+                ts.reserve(nthreads);
+                for (int t = 0; t < nthreads; ++t) {
+                    ts.emplace_back([&, t] {
+                        threadIdx = dim3{(unsigned)t, 0, 0};
+                        blockIdx = dim3{bx, by, bz};
+                        kernel();
+                    });
+                }
+                for (auto& th : ts) th.join();
+            }
+}

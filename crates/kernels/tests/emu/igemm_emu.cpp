@@ -1,0 +1,209 @@
+// Host-emulated check of src/cuda/conv3d_igemm.cu (tests/emu/run.sh): every kernel of the file, launched
+// with the grid / block / split-K partition of src/cuda/mod.rs, against a direct double-precision
+// reference, on geometries with odd sizes, strides, padding, 1x1 and kernel == stride, channel counts
+// across the 64-wide tiles. f32: |err| <= 1e-4 max|ref|; bf16 (inputs rounded to bf16 first, output
+// bf16): |err| <= 1e-2 max|ref|. Also checks that two runs are bit-identical. Prints one line per check.
+#define MAGSEG_HOST_EMULATION 1
+#include "cuda_emu.hpp"
+#include "../../src/cuda/conv3d_igemm.cu"
+
+#include <cstdint>
+#include <cstdio>
+#include <random>
+
+struct G {
+    int n, ci, co, d, h, w, kd, kh, kw, sd, sh, sw, pd, ph, pw;
+    int od() const { return (d + 2 * pd - kd) / sd + 1; }
+    int oh() const { return (h + 2 * ph - kh) / sh + 1; }
+    int ow() const { return (w + 2 * pw - kw) / sw + 1; }
+    long in_vol() const { return (long)d * h * w; }
+    long out_vol() const { return (long)od() * oh() * ow(); }
+    int taps() const { return kd * kh * kw; }
+};
+#define GARGS(g) g.n, g.ci, g.co, g.d, g.h, g.w, g.kd, g.kh, g.kw, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw, g.od(), g.oh(), g.ow()
+
+static uint16_t to_bf16(float f) {
+    unsigned u = __float_as_uint(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t h) { return __uint_as_float((unsigned)h << 16); }
+
+// Direct double reference: y (forward), dx (backward-data), dw (backward-weight).
+static void reference(const G& g, const std::vector<float>& x, const std::vector<float>& wt, const std::vector<float>& dy,
+                      std::vector<double>& y, std::vector<double>& dx, std::vector<double>& dw) {
+    y.assign((size_t)g.n * g.co * g.out_vol(), 0.0);
+    dx.assign(x.size(), 0.0);
+    dw.assign(wt.size(), 0.0);
+    for (int b = 0; b < g.n; ++b)
+        for (int o = 0; o < g.co; ++o)
+            for (int oz = 0; oz < g.od(); ++oz)
+                for (int oy = 0; oy < g.oh(); ++oy)
+                    for (int ox = 0; ox < g.ow(); ++ox) {
+                        const size_t yi = (((size_t)b * g.co + o) * g.od() + oz) * g.oh() * g.ow() + (size_t)oy * g.ow() + ox;
+                        for (int c = 0; c < g.ci; ++c)
+                            for (int kz = 0; kz < g.kd; ++kz)
+                                for (int ky = 0; ky < g.kh; ++ky)
+                                    for (int kx = 0; kx < g.kw; ++kx) {
+                                        const int iz = oz * g.sd - g.pd + kz, iy = oy * g.sh - g.ph + ky, ix = ox * g.sw - g.pw + kx;
+                                        if (iz < 0 || iz >= g.d || iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                                        const size_t xi = (((size_t)b * g.ci + c) * g.d + iz) * g.h * g.w + (size_t)iy * g.w + ix;
+                                        const size_t wi = (((size_t)o * g.ci + c) * g.kd + kz) * g.kh * g.kw + (size_t)ky * g.kw + kx;
+                                        y[yi] += (double)x[xi] * wt[wi];
+                                        dx[xi] += (double)dy[yi] * wt[wi];
+                                        dw[wi] += (double)dy[yi] * x[xi];
+                                    }
+                    }
+}
+
+static int failures = 0;
+
+template <class T>
+static float as_f(T v) {
+    if constexpr (sizeof(T) == 2) return from_bf16(v); else return v;
+}
+
+template <class T>
+static void compare(const char* what, const char* name, const std::vector<T>& got, const std::vector<T>& again,
+                    const std::vector<double>& ref, double tol) {
+    double scale = 1e-30, worst = 0;
+    for (double v : ref) scale = std::max(scale, std::fabs(v));
+    bool same = std::memcmp(got.data(), again.data(), got.size() * sizeof(T)) == 0;
+    bool finite = true;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const double gv = as_f(got[i]);
+        finite = finite && std::isfinite(gv);
+        worst = std::max(worst, std::fabs(gv - ref[i]));
+    }
+    worst /= scale;
+    const bool ok = finite && same && worst <= tol && got.size() == ref.size();
+    if (!ok) ++failures;
+    std::printf("%s %-14s %-40s rel err %.3e (tol %.0e)%s\n", ok ? "ok  " : "FAIL", what, name, worst, tol,
+                same ? "" : " NOT DETERMINISTIC");
+}
+
+// GEMM backward-weight partition of src/cuda/mod.rs (gemm_wgrad_partition).
+static void partition(const G& g, long& chunks, long& run) {
+    const long k = (long)g.n * g.out_vol();
+    const long tiles = ((g.co + 63) / 64) * (((long)g.ci * g.taps() + 63) / 64);
+    const long by_blocks = (528 + tiles - 1) / tiles;
+    const long by_work = std::max(1L, k / (128 * 16));
+    chunks = std::min(std::max(std::min(by_blocks, by_work), 1L), 65535L);
+    run = ((k + chunks - 1) / chunks + 15) / 16 * 16;
+    chunks = (k + run - 1) / run;
+}
+
+template <class T>
+static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
+    std::mt19937 rng(1234 + g.ci * 7 + g.co);
+    std::uniform_real_distribution<float> u(-1.f, 1.f);
+    auto rnd = [&](size_t len) {
+        std::vector<float> v(len);
+        for (auto& e : v) e = u(rng);
+        if (bf16) for (auto& e : v) e = from_bf16(to_bf16(e));
+        return v;
+    };
+    const size_t xl = (size_t)g.n * g.ci * g.in_vol(), wl = (size_t)g.co * g.ci * g.taps(), yl = (size_t)g.n * g.co * g.out_vol();
+    auto x = rnd(xl), wt = rnd(wl), dy = rnd(yl);
+    std::vector<double> y_ref, dx_ref, dw_ref;
+    reference(g, x, wt, dy, y_ref, dx_ref, dw_ref);
+    auto conv = [&](const std::vector<float>& v) {
+        std::vector<T> o(v.size());
+        for (size_t i = 0; i < v.size(); ++i) {
+            if constexpr (sizeof(T) == 2) o[i] = to_bf16(v[i]); else o[i] = v[i];
+        }
+        return o;
+    };
+    const auto xt = conv(x), wtt = conv(wt), dyt = conv(dy);
+    const double tol = bf16 ? 1e-2 : 1e-4;
+    const unsigned threads = bf16 ? 128 : 256;
+    for (int rep = 0; rep < 1; ++rep) {
+        // forward
+        std::vector<T> y1(yl), y2(yl);
+        for (auto* out : {&y1, &y2}) {
+            dim3 grid{(unsigned)((g.n * g.out_vol() + 63) / 64), (unsigned)((g.co + 63) / 64), 1};
+            emu_launch(grid, dim3{threads, 1, 1}, [&] {
+                if constexpr (sizeof(T) == 2) igemm_fwd_bf16(xt.data(), wtt.data(), out->data(), GARGS(g));
+                else igemm_fwd_f32(xt.data(), wtt.data(), out->data(), GARGS(g));
+            });
+        }
+        compare("forward", name, y1, y2, y_ref, tol);
+        // backward-data
+        std::vector<T> d1(xl), d2(xl);
+        for (auto* out : {&d1, &d2}) {
+            dim3 grid{(unsigned)((g.n * g.in_vol() + 63) / 64), (unsigned)((g.ci + 63) / 64), 1};
+            emu_launch(grid, dim3{threads, 1, 1}, [&] {
+                if constexpr (sizeof(T) == 2) igemm_bwd_data_bf16(dyt.data(), wtt.data(), out->data(), GARGS(g));
+                else igemm_bwd_data_f32(dyt.data(), wtt.data(), out->data(), GARGS(g));
+            });
+        }
+        compare("bwd-data", name, d1, d2, dx_ref, tol);
+        if (g.kd == g.sd && g.kh == g.sh && g.kw == g.sw && g.pd == 0 && g.ph == 0 && g.pw == 0) {
+            std::vector<T> n1(xl), n2(xl);
+            const long long total = (long long)g.n * ((g.ci + 7) / 8) * g.in_vol();
+            for (auto* out : {&n1, &n2}) {
+                emu_launch(dim3{(unsigned)((total + 255) / 256), 1, 1}, dim3{256, 1, 1}, [&] {
+                    if constexpr (sizeof(T) == 2) nooverlap_bwd_data_bf16(dyt.data(), wtt.data(), out->data(), total, GARGS(g));
+                    else nooverlap_bwd_data_f32(dyt.data(), wtt.data(), out->data(), total, GARGS(g));
+                });
+            }
+            compare("bwd-data 1tap", name, n1, n2, dx_ref, tol);
+        }
+        // backward-weight: the partition of mod.rs, then a forced (possibly odd) run length
+        for (long force : {0L, forced_run}) {
+            if (force < 0) continue;
+            long chunks, run;
+            partition(g, chunks, run);
+            if (force > 0) {
+                run = force;
+                chunks = ((long)g.n * g.out_vol() + run - 1) / run;
+            }
+            std::vector<T> w1(wl), w2(wl);
+            for (auto* out : {&w1, &w2}) {
+                std::vector<float> partial(wl * chunks, -7.f);
+                dim3 grid{(unsigned)(((long)g.ci * g.taps() + 63) / 64), (unsigned)((g.co + 63) / 64), (unsigned)chunks};
+                emu_launch(grid, dim3{256, 1, 1}, [&] {
+                    if constexpr (sizeof(T) == 2) igemm_wgrad_bf16(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                    else igemm_wgrad_f32(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                });
+                emu_launch(dim3{(unsigned)((wl + 255) / 256), 1, 1}, dim3{256, 1, 1}, [&] {
+                    if constexpr (sizeof(T) == 2) wgrad_sum_bf16(partial.data(), out->data(), (long long)wl, (int)chunks);
+                    else wgrad_sum_f32(partial.data(), out->data(), (long long)wl, (int)chunks);
+                });
+            }
+            char label[64];
+            std::snprintf(label, sizeof label, "bwd-weight/%ld", chunks);
+            compare(label, name, w1, w2, dw_ref, tol);
+        }
+    }
+}
+
+int main() {
+    struct C {
+        const char* name;
+        G g;
+        long run;
+    };
+    const C cases[] = {
+        {"k3 s1 p1 1->4 9x10x11", {1, 1, 4, 9, 10, 11, 3, 3, 3, 1, 1, 1, 1, 1, 1}, 37},
+        {"k3 s1 p1 3->5 b2 7x6x5", {2, 3, 5, 7, 6, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1}, 16},
+        {"k3 s1 p1 33->70 5x6x7", {1, 33, 70, 5, 6, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1}, 50},
+        {"k3 s1 p1 70->66 b2 4x5x3", {2, 70, 66, 4, 5, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1}, -1},
+        {"k3 s2 p0 16->16 b2 9x10x7", {2, 16, 16, 9, 10, 7, 3, 3, 3, 2, 2, 2, 0, 0, 0}, 7},
+        {"k3 s2 p1 3->5 b2 9x8x7", {2, 3, 5, 9, 8, 7, 3, 3, 3, 2, 2, 2, 1, 1, 1}, -1},
+        {"k5x3x2 s1x2x3 p2x1x0 2->3", {1, 2, 3, 8, 9, 10, 5, 3, 2, 1, 2, 3, 2, 1, 0}, 33},
+        {"k1 33->16 b2 7x6x5", {2, 33, 16, 7, 6, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0}, 100},
+        {"k1 3->1 5x6x7", {1, 3, 1, 5, 6, 7, 1, 1, 1, 1, 1, 1, 0, 0, 0}, -1},
+        {"k2 s2 p0 3->16 b2 9x7x5", {2, 3, 16, 9, 7, 5, 2, 2, 2, 2, 2, 2, 0, 0, 0}, 16},
+        {"k2 s2 p0 16->33 6x8x10", {1, 16, 33, 6, 8, 10, 2, 2, 2, 2, 2, 2, 0, 0, 0}, -1},
+        {"k2x1x3 s2x1x3 p0 2->3 b2", {2, 2, 3, 6, 4, 6, 2, 1, 3, 2, 1, 3, 0, 0, 0}, -1},
+        {"k3 s1 p1 2->3 b2 12^3", {2, 2, 3, 12, 12, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1}, 160},
+        {"k5 s1 p2 2->3 9^3", {1, 2, 3, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2}, -1},
+    };
+    for (const auto& c : cases) {
+        run_case<float>(c.name, c.g, false, c.run);
+        run_case<uint16_t>(c.name, c.g, true, c.run);
+    }
+    std::printf("%s: %d failure(s)\n", failures ? "FAILED" : "ALL OK", failures);
+    return failures ? 1 : 0;
+}
