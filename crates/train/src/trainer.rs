@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use magseg_distill::{dice_ce, kl_distill, magms_loss, members, KlOptions, Subset};
+use magseg_distill::Subset;
 use magseg_model::MagMs;
 use magseg_patch::{Batch, CaseCache, Loader, LoaderConfig, PatchSampler};
 
@@ -18,6 +18,7 @@ use crate::data::prepare_cases;
 use crate::log::{log_file_name, read_rows, MetricsLog, Row};
 use crate::optim::Adam;
 use crate::plot::draw_curves;
+use crate::step::{train_step, StepLosses, StepPlan};
 use crate::validate::{subset_name, validate, Validation};
 use crate::{Result, TrainError};
 
@@ -190,8 +191,23 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) 
         };
         (model, optim, state)
     };
+    let mut model = model;
+    model.set_compute_dtype(config.train.precision.dtype())?;
     let setup = Setup { model, optim, state, train: Arc::new(train_cache), val, preset: plan.preset, steps_per_epoch };
     run(config, opts, obs, setup, &device)
+}
+
+/// The learning-rate factor of `step`: over the planned steps, or with `train.schedule_by_time` over
+/// the time budget (`elapsed_s / time_limit_s` mapped onto a million steps).
+fn schedule_factor(config: &TrainConfig, step: u64, total: u64, elapsed_s: f64) -> f64 {
+    match config.train.time_limit_s {
+        Some(limit) if config.train.schedule_by_time => {
+            const SCALE: u64 = 1_000_000;
+            let progress = (elapsed_s / limit).clamp(0.0, 1.0);
+            config.schedule.factor((progress * SCALE as f64) as u64, SCALE)
+        }
+        _ => config.schedule.factor(step, total),
+    }
 }
 
 /// A resumed run must use the configuration it was started with (logistics may change).
@@ -201,12 +217,13 @@ fn check_resumable(saved: &TrainConfig, now: &TrainConfig) -> Result<()> {
     for c in [&mut a, &mut b] {
         c.train.workers = 1;
         c.train.device = String::new();
+        c.train.precision = Default::default();
         c.train.time_limit_s = None;
     }
     if a != b {
         return Err(TrainError::Config(
-            "the configuration differs from the one the run was started with (only train.workers, train.device \
-             and train.time_limit_s may change on --resume)"
+            "the configuration differs from the one the run was started with (only train.workers, train.device, \
+             train.precision and train.time_limit_s may change on --resume)"
                 .into(),
         ));
     }
@@ -280,42 +297,11 @@ fn run(
         let batch = batch?;
         let t0 = Instant::now();
         let step = state.step;
-        let lr = config.optim.lr * config.schedule.factor(step, state.total_steps);
+        let lr = config.optim.lr * schedule_factor(config, step, state.total_steps, state.elapsed_s);
         let (inputs, target) = batch_tensors(&batch, m, device)?;
         let subsets = config.loss.subsets.subsets(m, config.train.seed, step)?;
-        let fwd = model.forward(&inputs.into_iter().map(Some).collect::<Vec<_>>(), true)?;
-        let (mod_logits, mod_feats): (Vec<Tensor>, Vec<Vec<Tensor>>) = if m > 1 {
-            fwd.modalities.iter().map(|o| (o.logits.clone(), o.features.clone())).unzip()
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let parts = magms_loss(&fwd.fused, &mod_logits, &mod_feats, &fwd.fused_features, &target, loss_cfg)?;
-        let mut total = parts.total;
-        let mut dce: f64 = parts.dice_ce.iter().sum();
-        let mut kl = parts.kl;
-        // Extended schedule: intermediate subsets decoded from the mean of their members' features.
-        for &sub in subsets.iter().filter(|s| s.count_ones() >= 2 && s.count_ones() < m as u32) {
-            let who: Vec<Vec<Tensor>> = members(sub).into_iter().map(|i| mod_feats[i].clone()).collect();
-            let feats = magseg_model::mean_features(&who)?;
-            let z = model.decode(&feats)?;
-            let d = dice_ce(&z, &target)?;
-            dce += d.to_scalar::<f32>()? as f64;
-            total = (total + d)?;
-            if loss_cfg.lambda != 0.0 {
-                let opts =
-                    KlOptions { soften_teacher: loss_cfg.soften_teacher, detach_teacher: loss_cfg.detach_teacher };
-                let k = kl_distill(&z, &fwd.fused, loss_cfg.temperature, opts)?;
-                kl += k.to_scalar::<f32>()? as f64;
-                total = (total + k.affine(loss_cfg.lambda, 0.0)?)?;
-            }
-        }
-        let loss = total.to_scalar::<f32>()? as f64;
-        if !loss.is_finite() {
-            return Err(TrainError::Diverged { step, what: format!("loss {loss}") });
-        }
-        let grads = total.backward()?;
-        let info = optim.step(&grads, lr)?;
-        drop(grads);
+        let StepLosses { loss, dice_ce: dce, kl, mse, info } =
+            train_step(&model, &mut optim, inputs, &target, StepPlan { loss: loss_cfg, subsets: &subsets, lr, step })?;
         state.step += 1;
         state.elapsed_s = elapsed_before + session.elapsed().as_secs_f64();
         let report = StepReport {
@@ -325,7 +311,7 @@ fn run(
             loss,
             dice_ce: dce,
             kl,
-            mse: parts.mse,
+            mse,
             grad_norm: info.grad_norm,
             seconds: t0.elapsed().as_secs_f64(),
         };
@@ -338,7 +324,7 @@ fn run(
                 ("loss".into(), loss),
                 ("dice_ce".into(), dce),
                 ("kl".into(), kl),
-                ("mse".into(), parts.mse),
+                ("mse".into(), mse),
                 ("grad_norm".into(), info.grad_norm),
                 ("seconds".into(), report.seconds),
             ],
@@ -427,4 +413,43 @@ fn batch_tensors(batch: &Batch, m: usize, device: &Device) -> Result<(Vec<Tensor
     let labels: Vec<u8> = batch.patches.iter().flat_map(|p| p.labels.iter().copied()).collect();
     let target = Tensor::from_vec(labels, (b, sk, sj, si), &Device::Cpu)?.to_device(device)?;
     Ok((inputs, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::LrSchedule;
+
+    fn config(by_time: bool, schedule: LrSchedule) -> TrainConfig {
+        let mut c: TrainConfig = toml::from_str("[data]\npath = \"x\"\n").expect("minimal configuration");
+        c.train.time_limit_s = Some(200.0);
+        c.train.schedule_by_time = by_time;
+        c.schedule = schedule;
+        c
+    }
+
+    #[test]
+    fn schedule_by_time_follows_the_time_budget_not_the_steps() {
+        let cosine = LrSchedule::WarmupCosine { warmup_steps: 0, min_factor: 0.0 };
+        let c = config(true, cosine);
+        // Cosine over the budget, as magms_unet_ref.py: 0.5 (1 + cos(π t / T)); the step count is ignored.
+        for (elapsed, want) in [(0.0, 1.0), (50.0, 0.5 * (1.0 + (0.25 * std::f64::consts::PI).cos())), (100.0, 0.5)] {
+            let got = schedule_factor(&c, 7, 10, elapsed);
+            assert!((got - want).abs() < 1e-5, "elapsed {elapsed}: {got} vs {want}");
+        }
+        assert_eq!(schedule_factor(&c, 7, 10, 250.0), 0.0);
+        // Without the flag the steps decide.
+        let s = config(false, cosine);
+        assert_eq!(schedule_factor(&s, 5, 10, 150.0), cosine.factor(5, 10));
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn schedule_by_time_needs_a_limit_and_no_warmup() {
+        let mut c = config(true, LrSchedule::WarmupCosine { warmup_steps: 3, min_factor: 0.0 });
+        assert!(c.validate().unwrap_err().to_string().contains("warm-up"));
+        c.schedule = LrSchedule::Constant;
+        c.train.time_limit_s = None;
+        assert!(c.validate().unwrap_err().to_string().contains("time_limit_s"));
+    }
 }
