@@ -170,8 +170,17 @@ pub fn kl_distill(student_logits: &Tensor, teacher_logits: &Tensor, t: f64, opts
     Ok(kl.affine(t * t, 0.0)?)
 }
 
+/// `t` in f32 when it is a half-precision float, else itself.
+fn widen(t: &Tensor) -> Result<Tensor> {
+    Ok(match t.dtype() {
+        candle_core::DType::BF16 | candle_core::DType::F16 => t.to_dtype(candle_core::DType::F32)?,
+        _ => t.clone(),
+    })
+}
+
 /// Σ over levels `l` of `mse_loss(features[l], mean[l])` (torch mean reduction: the average of
-/// the squared differences over every element of the level).
+/// the squared differences over every element of the level); bf16/f16 features are widened to f32
+/// first (as `.float()` in the reference), f32/f64 ones keep their dtype.
 ///
 /// The two slices must have the same length and each pair the same shape. An empty slice gives 0.
 pub fn feature_mse(features: &[Tensor], mean: &[Tensor]) -> Result<Tensor> {
@@ -197,7 +206,8 @@ pub fn feature_mse(features: &[Tensor], mean: &[Tensor]) -> Result<Tensor> {
         if f.elem_count() == 0 {
             return Err(DistillError::Shape(format!("level {l} is empty")));
         }
-        let mse = (f - m)?.sqr()?.mean_all()?;
+        let d = (widen(f)? - widen(m)?)?;
+        let mse = d.sqr()?.mean_all()?;
         total = Some(match total {
             None => mse,
             Some(acc) => (acc + mse)?,

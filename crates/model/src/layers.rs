@@ -1,11 +1,41 @@
 //! Parameterised layers (3-D convolutions, linear, layer norm, instance norm) built on a candle
 //! `VarBuilder`, with PyTorch parameter shapes and names (`weight`, `bias`).
+//!
+//! Mixed precision follows the activations, as PyTorch's autocast does: parameters are stored in
+//! f32 and cast to the input's dtype inside convolutions and linear layers (a no-op for f32), so a
+//! bf16 input runs the layer in bf16 while the gradients reach the f32 parameters; biases are added
+//! and the norms compute their statistics in f32, returning the input's dtype.
 
-use candle_core::{Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 use magseg_kernels::{conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
 
 use crate::Result;
+
+/// `t` in `dtype` (itself when it already has it).
+fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
+    Ok(t.to_dtype(dtype)?)
+}
+
+/// `y + b`, the bias reshaped to `shape` and broadcast. For a bf16 `y` the sum runs in f32 (then back
+/// to bf16) so that the bias gradient, a sum over every position, accumulates in f32 as in PyTorch
+/// (candle sums bf16 tensors in bf16, which loses several per cent over a volume).
+fn add_bias(y: Tensor, b: Option<&Tensor>, shape: &[usize]) -> Result<Tensor> {
+    let Some(b) = b else { return Ok(y) };
+    let b = b.reshape(shape)?;
+    if y.dtype() == DType::F32 {
+        return Ok(y.broadcast_add(&b)?);
+    }
+    Ok(y.to_dtype(DType::F32)?.broadcast_add(&cast(&b, DType::F32)?)?.to_dtype(y.dtype())?)
+}
+
+/// Runs `f` on `x` in f32 (a bf16/f16 `x` is widened first) and returns the result in `x`'s dtype.
+fn in_f32(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    if x.dtype() == DType::F32 {
+        return f(x);
+    }
+    cast(&f(&cast(x, DType::F32)?)?, x.dtype())
+}
 
 /// PyTorch's default initialisation bound for weights and biases, `1/sqrt(fan_in)`.
 fn uniform(fan_in: usize) -> Init {
@@ -33,7 +63,8 @@ impl Conv3d {
 
     /// Applies the convolution to `x (N, Ci, D, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(conv3d(x, &self.weight, self.bias.as_ref(), self.cfg)?)
+        let y = conv3d(x, &cast(&self.weight, x.dtype())?, None, self.cfg)?;
+        add_bias(y, self.bias.as_ref(), &[1, self.weight.dim(0)?, 1, 1, 1])
     }
 }
 
@@ -58,7 +89,8 @@ impl ConvTranspose3d {
 
     /// Applies the transposed convolution to `x (N, Ci, D, H, W)`: `(N, Co, k·D, k·H, k·W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(conv_transpose3d(x, &self.weight, self.bias.as_ref(), self.stride)?)
+        let y = conv_transpose3d(x, &cast(&self.weight, x.dtype())?, None, self.stride)?;
+        add_bias(y, self.bias.as_ref(), &[1, self.weight.dim(1)?, 1, 1, 1])
     }
 }
 
@@ -66,7 +98,8 @@ impl ConvTranspose3d {
 /// (normal, std 0.02; bias 0).
 #[derive(Debug, Clone)]
 pub struct Linear {
-    inner: candle_nn::Linear,
+    weight: Tensor,
+    bias: Option<Tensor>,
 }
 
 impl Linear {
@@ -74,12 +107,13 @@ impl Linear {
     pub fn new(vb: VarBuilder, din: usize, dout: usize, bias: bool) -> Result<Self> {
         let weight = vb.get_with_hints((dout, din), "weight", Init::Randn { mean: 0.0, stdev: 0.02 })?;
         let bias = if bias { Some(vb.get_with_hints(dout, "bias", Init::Const(0.0))?) } else { None };
-        Ok(Self { inner: candle_nn::Linear::new(weight, bias) })
+        Ok(Self { weight, bias })
     }
 
     /// Applies the layer over the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.forward(x)?)
+        let y = candle_nn::Linear::new(cast(&self.weight, x.dtype())?, None).forward(x)?;
+        add_bias(y, self.bias.as_ref(), &[self.weight.dim(0)?])
     }
 }
 
@@ -101,7 +135,7 @@ impl LayerNorm {
 
     /// Normalises over the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)?)
+        in_f32(x, |x| Ok(candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)?))
     }
 }
 
@@ -122,13 +156,13 @@ impl AffineInstanceNorm {
 
     /// Normalises each (n, c) volume of `x (N, C, D, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(instance_norm(x, Some(&self.weight), Some(&self.bias), 1e-5)?)
+        in_f32(x, |x| Ok(instance_norm(x, Some(&self.weight), Some(&self.bias), 1e-5)?))
     }
 }
 
 /// MONAI's `"instance"` norm: `InstanceNorm3d(affine=False)`, eps 1e-5, no parameters.
 pub fn instance_norm_plain(x: &Tensor) -> Result<Tensor> {
-    Ok(instance_norm(x, None, None, 1e-5)?)
+    in_f32(x, |x| Ok(instance_norm(x, None, None, 1e-5)?))
 }
 
 /// Leaky ReLU, `max(x, 0) + slope · min(x, 0)`.

@@ -48,7 +48,8 @@ pub fn is_unused_parameter(name: &str) -> bool {
     name.contains(".norm_cross_attn.")
 }
 
-/// Checks that `x` is an f32 `(B, channels, size[0], size[1], size[2])` tensor with `B ≥ 1`.
+/// Checks that `x` is an f32 (or, for mixed precision, bf16) `(B, channels, size[0], size[1], size[2])`
+/// tensor with `B ≥ 1`.
 pub(crate) fn check_input(x: &Tensor, channels: usize, size: [usize; 3]) -> Result<()> {
     let dims = x.dims();
     let ok = dims.len() == 5 && dims[0] > 0 && dims[1] == channels && dims[2..] == size;
@@ -58,7 +59,7 @@ pub(crate) fn check_input(x: &Tensor, channels: usize, size: [usize; 3]) -> Resu
             size[0], size[1], size[2]
         )));
     }
-    if x.dtype() != DType::F32 {
+    if !matches!(x.dtype(), DType::F32 | DType::BF16) {
         return Err(ModelError::Input(format!("expected f32 input, got {:?}", x.dtype())));
     }
     Ok(())

@@ -60,12 +60,14 @@ pub struct MagMsOutput {
     pub fused_features: Vec<Tensor>,
 }
 
-/// The modality-agnostic MAG-MS network (f32), with its parameters in one [`VarMap`].
+/// The modality-agnostic MAG-MS network, with its parameters (f32) in one [`VarMap`]. It computes in
+/// f32, or in bf16 with f32 parameters, norms and logits after [`MagMs::set_compute_dtype`].
 #[derive(Clone)]
 pub struct MagMs {
     config: MagMsConfig,
     varmap: VarMap,
     device: Device,
+    compute_dtype: DType,
     encoders: Vec<ModalityEncoder>,
     decoder: SharedDecoder,
 }
@@ -113,7 +115,7 @@ impl MagMs {
                 SharedDecoder::Unet(UnetDecoder::new(d, config.unet_base_channels, config.out_channels)?)
             }
         };
-        Ok(Self { config, varmap, device: device.clone(), encoders, decoder })
+        Ok(Self { config, varmap, device: device.clone(), compute_dtype: DType::F32, encoders, decoder })
     }
 
     /// The configuration.
@@ -147,12 +149,29 @@ impl MagMs {
         count_parameters(&self.varmap)
     }
 
-    /// Modality `m`'s fusion-conv features for `x (B, 1, patch_size)`.
+    /// The dtype activations are computed in (f32 unless set otherwise).
+    pub fn compute_dtype(&self) -> DType {
+        self.compute_dtype
+    }
+
+    /// Computes in `dtype`: `F32` (the default) or `BF16` (mixed precision as PyTorch's autocast:
+    /// inputs, convolutions, linear layers and features in bf16; parameters, norm statistics, the
+    /// attention softmax and the returned logits in f32). Other dtypes are refused.
+    pub fn set_compute_dtype(&mut self, dtype: DType) -> Result<()> {
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            return Err(ModelError::Config(format!("compute dtype {dtype:?} is not supported (f32 or bf16)")));
+        }
+        self.compute_dtype = dtype;
+        Ok(())
+    }
+
+    /// Modality `m`'s fusion-conv features for `x (B, 1, patch_size)`, in the compute dtype.
     pub fn encode(&self, m: usize, x: &Tensor) -> Result<Vec<Tensor>> {
         let enc = self.encoders.get(m).ok_or_else(|| {
             ModelError::Input(format!("modality index {m} out of range (the model has {})", self.encoders.len()))
         })?;
         check_input(x, 1, self.config.patch_size)?;
+        let x = &x.to_dtype(self.compute_dtype)?;
         let feats = match &enc.backbone {
             Backbone::Unetr(e) => e.forward(x)?,
             Backbone::Unet(e) => e.forward(x)?,
@@ -160,12 +179,13 @@ impl MagMs {
         feats.iter().zip(&enc.fusion).map(|(f, conv)| conv.forward(f)).collect()
     }
 
-    /// Decodes (fused or single-modality) features into logits with the shared decoder.
+    /// Decodes (fused or single-modality) features into logits (f32) with the shared decoder.
     pub fn decode(&self, features: &[Tensor]) -> Result<Tensor> {
-        match &self.decoder {
-            SharedDecoder::Unetr(d) => d.forward(features),
-            SharedDecoder::Unet(d) => d.forward(features),
-        }
+        let logits = match &self.decoder {
+            SharedDecoder::Unetr(d) => d.forward(features)?,
+            SharedDecoder::Unet(d) => d.forward(features)?,
+        };
+        Ok(logits.to_dtype(DType::F32)?)
     }
 
     /// Runs the network on the modalities present: `inputs[m]` is modality `m`'s image

@@ -1,7 +1,7 @@
 //! MONAI's ViT (`proj_type="perceptron"`, learnable position embeddings, no class token) under
 //! MONAI's parameter names: `patch_embedding.*`, `blocks.{i}.{norm1,attn,norm2,mlp}.*`, `norm.*`.
 
-use candle_core::{Tensor, D};
+use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
 use crate::layers::{LayerNorm, Linear};
@@ -38,7 +38,8 @@ impl PatchEmbedding {
             g0 * g1 * g2,
             p * p * p * c,
         ))?;
-        Ok(self.linear.forward(&x)?.broadcast_add(&self.position_embeddings)?)
+        let pos = self.position_embeddings.to_dtype(x.dtype())?;
+        Ok(self.linear.forward(&x)?.broadcast_add(&pos)?)
     }
 }
 
@@ -69,7 +70,8 @@ impl SelfAttention {
         let k = qkv.get(1)?.contiguous()?;
         let v = qkv.get(2)?.contiguous()?;
         let att = (q.matmul(&k.t()?.contiguous()?)? * (dh as f64).powf(-0.5))?;
-        let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+        // The softmax in f32 (as autocast does), back to the activations' dtype for the product.
+        let att = candle_nn::ops::softmax(&att.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(v.dtype())?;
         // "b l h d -> b h (l d)"
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, hidden))?;
         self.out_proj.forward(&y)

@@ -1,50 +1,38 @@
-//! CPU vs GPU (feature `cuda`) on a tiny MAG-MS U-Net (base 4 channels, patch 16³, 2 modalities,
-//! batch 2): with the same weights ([`MagMs::with_seed`] draws them on the host), the training forward
-//! pass (fused and per-modality logits) and the gradients of every trainable variable agree within
-//! `|gpu − cpu| ≤ 1e-3 · max |cpu|` per tensor. Fails (does not skip) when there is no GPU.
+//! CPU vs GPU (feature `cuda`) on tiny MAG-MS networks (2 modalities, patch 16³, batch 2): with the
+//! same weights ([`MagMs::with_seed`] draws them on the host), the training forward pass (fused and
+//! per-modality logits) and the gradients of every trainable variable agree per tensor within
+//! `|gpu − cpu| ≤ TOL · max |cpu|`: 1e-3 in f32 (U-Net and UNETR backbones), and for bf16 mixed
+//! precision on the GPU against the f32 CPU network the bounds of tests/precision.rs (bf16 rounding).
+//! Fails (does not skip) when there is no GPU.
 #![cfg(feature = "cuda")]
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use magseg_model::{MagMs, MagMsConfig, ModelKind};
 
 /// Relative tolerance, of the largest |value| of the CPU tensor (deeper than one conv: instance norms
 /// and several convolutions in a row amplify f32 rounding differences).
 const TOL: f32 = 1e-3;
+/// bf16 on the GPU against f32 on the CPU: the bounds of tests/precision.rs (bf16 vs f32 on the CPU).
+const BF16_LOGIT_TOL: f32 = 0.05;
+const BF16_GRAD_TOL: f32 = 0.1;
 
-fn config() -> MagMsConfig {
-    MagMsConfig {
-        kind: ModelKind::Unet,
-        modalities: vec!["t1".into(), "flair".into()],
-        out_channels: 3,
-        patch_size: [16, 16, 16],
-        unet_base_channels: 4,
-        ..MagMsConfig::default()
-    }
-}
-
-fn flat(t: &Tensor) -> Vec<f32> {
-    t.to_device(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn rel_err(what: &str, cpu: &Tensor, gpu: &Tensor) -> f32 {
-    assert_eq!(cpu.dims(), gpu.dims(), "{what}: shapes differ");
-    let (a, b) = (flat(cpu), flat(gpu));
-    let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-20);
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) / scale;
-    assert!(worst <= TOL, "{what}: max |gpu − cpu| / max |cpu| = {worst:e} > {TOL:e}");
-    worst
-}
-
-/// Training forward on `dev`, loss `Σ_outputs sum(logits · r)`, backward; returns the logits (fused
-/// first) and the gradients by variable name.
-fn run(dev: &Device, inputs: &[Tensor], r: &Tensor) -> (Vec<Tensor>, Vec<(String, Tensor)>) {
-    let model = MagMs::with_seed(config(), dev, 7).unwrap();
+/// Training forward on `dev` in `dtype`, loss `Σ_outputs sum(logits · r)`, backward; returns the
+/// logits (fused first) and the gradients by variable name.
+fn run(
+    config: &MagMsConfig,
+    dev: &Device,
+    dtype: DType,
+    inputs: &[Tensor],
+    r: &Tensor,
+) -> (Vec<Tensor>, Vec<(String, Tensor)>) {
+    let mut model = MagMs::with_seed(config.clone(), dev, 7).unwrap();
+    model.set_compute_dtype(dtype).unwrap();
     let xs: Vec<Option<Tensor>> = inputs.iter().map(|x| Some(x.to_device(dev).unwrap())).collect();
     let out = model.forward(&xs, true).unwrap();
     let r = r.to_device(dev).unwrap();
     let mut logits = vec![out.fused.clone()];
     logits.extend(out.modalities.iter().map(|m| m.logits.clone()));
-    let mut loss = Tensor::zeros((), candle_core::DType::F32, dev).unwrap();
+    let mut loss = Tensor::zeros((), DType::F32, dev).unwrap();
     for l in &logits {
         loss = (loss + (l * &r).unwrap().sum_all().unwrap()).unwrap();
     }
@@ -58,24 +46,53 @@ fn run(dev: &Device, inputs: &[Tensor], r: &Tensor) -> (Vec<Tensor>, Vec<(String
     (logits, g)
 }
 
-#[test]
-fn unet_forward_and_gradients_match_cpu() {
+/// The f32 CPU network against the f32 GPU network, per tensor within [`TOL`].
+fn compare_f32(config: MagMsConfig) {
     let gpu = Device::new_cuda(0).expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
-    let shape = (2, 1, 16, 16, 16);
-    let inputs: Vec<Tensor> = (0..2).map(|_| Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap()).collect();
-    let r = Tensor::randn(0f32, 1.0, (2, 3, 16, 16, 16), &Device::Cpu).unwrap();
-    let (lc, gc) = run(&Device::Cpu, &inputs, &r);
-    let (lg, gg) = run(&gpu, &inputs, &r);
+    let inputs: Vec<Tensor> = (0..2).map(|m| noise(&[2, 1, 16, 16, 16], m + 1)).collect();
+    let r = noise(&[2, 3, 16, 16, 16], 9);
+    let (lc, gc) = run(&config, &Device::Cpu, DType::F32, &inputs, &r);
+    let (lg, gg) = run(&config, &gpu, DType::F32, &inputs, &r);
     assert_eq!(lc.len(), 3, "fused + 2 modality outputs");
     for (i, (a, b)) in lc.iter().zip(&lg).enumerate() {
-        let e = rel_err(&format!("logits {i}"), a, b);
+        let e = max_rel(&format!("logits {i}"), a, b, TOL);
         eprintln!("logits {i}: relative error {e:.2e}");
     }
     assert_eq!(gc.len(), gg.len());
     let mut worst = 0.0f32;
     for ((na, a), (nb, b)) in gc.iter().zip(&gg) {
         assert_eq!(na, nb);
-        worst = worst.max(rel_err(&format!("gradient of {na}"), a, b));
+        worst = worst.max(max_rel(&format!("gradient of {na}"), a, b, TOL));
     }
     eprintln!("{} gradients, worst relative error {worst:.2e}", gc.len());
+}
+
+/// The f32 CPU network against bf16 on the GPU.
+fn compare_bf16(config: MagMsConfig, tol: common::GradTol) {
+    let gpu = Device::new_cuda(0).expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
+    let inputs: Vec<Tensor> = (0..2).map(|m| noise(&[2, 1, 16, 16, 16], m + 1)).collect();
+    let r = noise(&[2, 3, 16, 16, 16], 9);
+    let (lc, gc) = run(&config, &Device::Cpu, DType::F32, &inputs, &r);
+    let (lg, gg) = run(&config, &gpu, DType::BF16, &inputs, &r);
+    check_bf16(&lc, &gc, &lg, &gg, tol);
+}
+
+#[test]
+fn unet_forward_and_gradients_match_cpu() {
+    compare_f32(unet());
+}
+
+#[test]
+fn unetr_forward_and_gradients_match_cpu() {
+    compare_f32(unetr());
+}
+
+#[test]
+fn unet_bf16_on_the_gpu_matches_f32_on_the_cpu_within_bf16_rounding() {
+    compare_bf16(unet(), UNET_GRAD);
+}
+
+#[test]
+fn unetr_bf16_on_the_gpu_matches_f32_on_the_cpu_within_bf16_rounding() {
+    compare_bf16(unetr(), UNETR_GRAD);
 }
