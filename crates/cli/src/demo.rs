@@ -73,6 +73,7 @@ pub fn run(a: &Args) -> CliResult {
         cases: &held_out,
         pictures: Some(&pictures),
         device: "cpu",
+        precision: Default::default(),
         window: WindowConfig { windows_per_batch: 2, ..WindowConfig::default() },
     };
     evaluate_model(&job, &EvalOptions::default())?;

@@ -59,6 +59,9 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// f32, or bf16 (mixed precision: bf16 activations, f32 weights, norms and probabilities).
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 /// One case to predict: (modality, file) pairs, the output and the probabilities file.
@@ -158,7 +161,8 @@ fn peak_memory_mib() -> Option<f64> {
 /// Run the command.
 pub fn run(a: &Args, verbose: bool) -> CliResult {
     let device = parse_device(&a.device)?;
-    let predictor = Predictor::load(&a.model, &device)?;
+    let mut predictor = Predictor::load(&a.model, &device)?;
+    predictor.set_precision(a.precision.parse()?)?;
     let jobs = jobs(a, &predictor)?;
     // Refuse every bad input before writing anything.
     for job in &jobs {

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use magseg_train::pictures::{axial_slice, heatmap_svg, overlay_png, tumour_slice};
-use magseg_train::{evaluate_subsets, parse_device, PredictOptions, Predictor, SubsetEvaluation, WindowConfig};
+use magseg_train::{
+    evaluate_subsets, parse_device, Precision, PredictOptions, Predictor, SubsetEvaluation, WindowConfig,
+};
 use magseg_volume::discover;
 
 use magseg_metrics::EvalOptions;
@@ -21,7 +23,15 @@ pub fn run(a: &Args) -> CliResult {
         return Err("--model needs --data".into());
     };
     let window = WindowConfig { overlap: a.overlap, windows_per_batch: a.windows_per_batch, ..WindowConfig::default() };
-    let job = Job { model, data, cases: &a.cases, pictures: a.pictures.as_deref(), device: &a.device, window };
+    let job = Job {
+        model,
+        data,
+        cases: &a.cases,
+        pictures: a.pictures.as_deref(),
+        device: &a.device,
+        precision: a.precision.parse()?,
+        window,
+    };
     let result = evaluate_model(&job, &eval_options(a)?)?;
     if let Some(p) = &a.csv {
         write_out(p, &csv(&result))?;
@@ -44,13 +54,16 @@ pub struct Job<'a> {
     pub pictures: Option<&'a Path>,
     /// cpu, cuda, cuda:N.
     pub device: &'a str,
+    /// f32 or bf16.
+    pub precision: Precision,
     /// Sliding-window settings.
     pub window: WindowConfig,
 }
 
 /// Evaluates every subset with a progress bar, prints the tables, draws the pictures.
 pub fn evaluate_model(job: &Job, eval: &EvalOptions) -> CliResult<SubsetEvaluation> {
-    let predictor = Predictor::load(job.model, &parse_device(job.device)?)?;
+    let mut predictor = Predictor::load(job.model, &parse_device(job.device)?)?;
+    predictor.set_precision(job.precision)?;
     let dataset = discover(job.data)?;
     let mut cases = dataset.cases.clone();
     if !job.cases.is_empty() {

@@ -25,6 +25,9 @@ pub struct Args {
     /// Override train.device (cpu, cuda, cuda:N).
     #[arg(long)]
     device: Option<String>,
+    /// Override train.precision: f32, or bf16 (mixed precision; fastest on GPUs with bf16 tensor cores).
+    #[arg(long)]
+    precision: Option<String>,
     /// Override train.time_limit_s (seconds of training, validation included).
     #[arg(long)]
     time_limit: Option<f64>,
@@ -136,6 +139,9 @@ pub fn run(a: &Args) -> CliResult {
     }
     if let Some(d) = &a.device {
         config.train.device = d.clone();
+    }
+    if let Some(p) = &a.precision {
+        config.train.precision = p.parse()?;
     }
     if let Some(t) = a.time_limit {
         config.train.time_limit_s = Some(t);

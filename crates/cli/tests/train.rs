@@ -91,6 +91,42 @@ fn configuration_errors_stop_before_any_work() {
     let text = std::fs::read_to_string(&cfg).unwrap().replace("patch = [24, 24, 24]", "patch = [20, 20, 20]");
     std::fs::write(&cfg, text).unwrap();
     expect_error(&cfg, "multiple");
+    // Run options that cannot work.
+    let cfg = config(tmp.path(), &data, "", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("[train]\n", "[train]\nschedule_by_time = true\n");
+    std::fs::write(&cfg, &text).unwrap();
+    expect_error(&cfg, "schedule_by_time needs train.time_limit_s");
+    let cfg = config(tmp.path(), &data, "", "");
+    let o = magseg(&["train", "--config", &cfg, "--precision", "f16"]);
+    assert!(!o.status.success() && stderr(&o).contains("expected f32 or bf16"), "{}", stderr(&o));
+    assert!(!run.exists());
+    if !cfg!(feature = "cuda") {
+        let o = magseg(&["train", "--config", &cfg, "--device", "cuda"]);
+        assert!(!o.status.success() && stderr(&o).contains("built without CUDA support"), "{}", stderr(&o));
+        assert!(!run.exists());
+    }
+}
+
+#[test]
+fn bf16_mixed_precision_trains_on_the_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    phantom(&data, 24);
+    let cfg = config(tmp.path(), &data, "", "");
+    let o = magseg(&["train", "--config", &cfg, "--precision", "bf16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "step")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 4, "{log}");
+    assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    // The checkpoint keeps f32 parameters (bf16 is a compute setting), so it predicts as any model.
+    let o = magseg(&["model-info", tmp.path().join("run/best").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 #[test]

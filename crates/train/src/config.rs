@@ -107,6 +107,9 @@ pub struct RunSection {
     pub seed: u64,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// Compute precision: `f32`, or `bf16` (mixed precision: bf16 activations and convolutions,
+    /// f32 parameters, optimiser, norm statistics, logits and losses).
+    pub precision: Precision,
     /// Patch-preparing threads.
     pub workers: usize,
     /// Output directory (checkpoints, logs, curves).
@@ -115,6 +118,12 @@ pub struct RunSection {
     pub checkpoint_every: u64,
     /// Stop (validate, checkpoint) once this many seconds of training have passed.
     pub time_limit_s: Option<f64>,
+    /// With `time_limit_s`: the learning-rate schedule runs over the time budget instead of the
+    /// planned steps (progress = seconds trained / time_limit_s, as the PyTorch reference
+    /// magms_unet_ref.py does), so that a run cut by time still anneals fully. Needs a schedule without
+    /// warm-up steps. The learning rate then depends on the machine's speed: a resumed run is not
+    /// bit-identical to an uninterrupted one.
+    pub schedule_by_time: bool,
     /// Metrics log format.
     pub log_format: LogFormat,
 }
@@ -127,10 +136,12 @@ impl Default for RunSection {
             batch: 2,
             seed: 0,
             device: "cpu".into(),
+            precision: Precision::F32,
             workers: 2,
             output: PathBuf::from("runs/magseg"),
             checkpoint_every: 1,
             time_limit_s: None,
+            schedule_by_time: false,
             log_format: LogFormat::Jsonl,
         }
     }
@@ -274,6 +285,16 @@ impl TrainConfig {
                 return Err(TrainError::Config(format!("train.time_limit_s = {s} must be > 0")));
             }
         }
+        if t.schedule_by_time {
+            if t.time_limit_s.is_none() {
+                return Err(TrainError::Config("train.schedule_by_time needs train.time_limit_s".into()));
+            }
+            if matches!(self.schedule, LrSchedule::WarmupCosine { warmup_steps, .. } if warmup_steps > 0) {
+                return Err(TrainError::Config(
+                    "train.schedule_by_time needs a schedule without warm-up (schedule.warmup_steps = 0)".into(),
+                ));
+            }
+        }
         parse_device(&t.device)?;
         if self.validation.every == 0 {
             return Err(TrainError::Config("validation.every must be ≥ 1".into()));
@@ -293,6 +314,39 @@ impl TrainConfig {
     }
 }
 
+/// The precision a model computes in (see [`magseg_model::MagMs::set_compute_dtype`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// bf16 activations with f32 parameters, norms and losses (PyTorch's autocast to bf16).
+    Bf16,
+}
+
+impl Precision {
+    /// The activations' dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(TrainError::Config(format!("precision '{s}': expected f32 or bf16"))),
+        }
+    }
+}
+
 /// Parses `cpu`, `cuda` or `cuda:N` into a device (a cuda device needs a CUDA build and a GPU).
 pub fn parse_device(s: &str) -> Result<candle_core::Device> {
     let bad = || TrainError::Config(format!("device '{s}': expected cpu, cuda or cuda:N"));
@@ -306,6 +360,14 @@ pub fn parse_device(s: &str) -> Result<candle_core::Device> {
     }
 }
 
+#[cfg(not(feature = "cuda"))]
+fn cuda(n: usize) -> Result<candle_core::Device> {
+    Err(TrainError::Config(format!(
+        "cannot use cuda:{n}: this magseg was built without CUDA support (build it with `--features cuda`, see docs/GPU.md)"
+    )))
+}
+
+#[cfg(feature = "cuda")]
 fn cuda(n: usize) -> Result<candle_core::Device> {
     candle_core::Device::new_cuda(n).map_err(|e| TrainError::Config(format!("cannot use cuda:{n}: {e}")))
 }

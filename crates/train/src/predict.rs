@@ -75,6 +75,11 @@ impl Predictor {
         Ok(Self { model, preprocess, preset })
     }
 
+    /// Computes in `precision` from now on (f32 after [`Predictor::load`]).
+    pub fn set_precision(&mut self, precision: crate::Precision) -> Result<()> {
+        Ok(self.model.set_compute_dtype(precision.dtype())?)
+    }
+
     /// The network.
     pub fn model(&self) -> &MagMs {
         &self.model
