@@ -1,27 +1,57 @@
 #!/usr/bin/env bash
-# magseg GPU bundle runner (made by `cargo xtask gpu-bundle`): runs every GPU test and benchmark once,
-# then a short GPU training on phantom data (and the same training briefly on the CPU, for comparison).
-#   ./run.sh OUTDIR        writes OUTDIR/tests.txt (PASS/FAIL lines; raw logs in tests_*.log),
-#                          OUTDIR/bench.json (+ bench_gpu.json, bench_cupy.json, bench_conv_gpu.json,
-#                          bench_conv_torch.json), OUTDIR/train_gpu/ and OUTDIR/train_cpu/ (stdout, stderr,
-#                          metrics.jsonl, validation.json), OUTDIR/summary.txt; exit status 0 only when
-#                          every test passed and every benchmark and the GPU training ran.
-# Needs the NVIDIA driver and PyTorch's CUDA 13 wheels (libnvrtc.so.13, cuBLAS, cuRAND); CuPy and PyTorch
-# for the peers. PYTHON overrides the python3 used to find the libraries and to run the peers. Binaries
-# shipped compressed (NAME.xz, NAME.gz) are unpacked into a temporary folder, as is the phantom data.
+# magseg GPU bundle runner (made by `cargo xtask gpu-bundle`; docs/GPU.md): runs the GPU equality tests,
+# the benchmarks next to their peers, and the accuracy comparison, by stage, writing files into OUTDIR.
+#
+#   ./run.sh OUTDIR [STAGE...]     default stages: tests kernels model peer phantom
+#
+#   tests     every CPU-against-GPU equality test (cuda_edt, cuda_conv, cuda_model): OUTDIR/tests.txt holds
+#             one PASS/FAIL line per test, raw logs in tests_*.log                            (~2 min)
+#   kernels   magseg GPU EDT + HD95 vs CuPy (cupy_edt.py); magseg conv3d on the peer's shapes vs
+#             PyTorch/cuDNN (torch_conv3d.py)                                                  (~1 min)
+#   model     magseg MAG-MS train step (96³, batch 1, 4 modalities; UNETR as the peer, f32 and bf16) and
+#             sliding-window inference of a 240×240×155 four-modality case (model_bench)      (~2 min)
+#   peer      ../shared/peers/gpu_peer.py (cuDNN conv3d, MONAI UNETR, the MAG-MS reference step, CuPy
+#             EDT), with the bundled MONAI/einops wheels                                       (~4 min)
+#   phantom   a short phantom training on the GPU (60 s) and on the CPU (30 s)                (~3 min)
+#   accuracy  MAG-MS U-Net on 12 BraTS cases at 2 mm for $BUDGET_S (270) s on the GPU
+#             (train-brats-2mm-gpu.toml), then the PyTorch peer magms_unet_ref.py on the same cases
+#             for the same time; Dice WT/TC/ET of all 15 subsets on the other 3 cases       (~10 min)
+#
+# The device time of one session is short: run `tests kernels` first, the rest in later calls.
+# OUTDIR/summary.txt (printed at the end) tabulates whatever results OUTDIR holds, from this and
+# earlier calls; OUTDIR/bench.json has the same numbers. Exit status 0 only when every test of the run
+# stages passed and every magseg benchmark/training ran (a failing peer is reported, not fatal).
+# Needs the NVIDIA driver and PyTorch's CUDA 13 wheels (libnvrtc.so.13, cuBLAS, cuRAND), CuPy for the
+# EDT peer. PYTHON overrides the python3 used to find the libraries and to run the peers. Binaries
+# shipped compressed (NAME.xz, NAME.gz) are unpacked into a temporary folder.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-OUT=${1:?usage: run.sh OUTDIR}
+OUT=${1:?usage: run.sh OUTDIR [tests kernels model peer phantom accuracy]}
+shift
+STAGES=${*:-tests kernels model peer phantom}
+for s in $STAGES; do
+  case $s in tests|kernels|model|peer|phantom|accuracy) ;; *) echo "unknown stage $s" >&2; exit 2;; esac
+done
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
+BUDGET_S=${BUDGET_S:-270}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/magseg-gpu.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 LIBS=$("$PY" -c "import glob,sys;print(':'.join(sorted({d for p in sys.path for d in glob.glob(p+'/nvidia/*/lib')+glob.glob(p+'/nvidia/*/*/lib')})))")
 export LD_LIBRARY_PATH="${LIBS:+$LIBS:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH" > "$OUT/env.txt"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$OUT/env.txt" 2>&1 || true
+{
+  echo "stages: $STAGES"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
+} >> "$OUT/env.txt"
+has() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
 
-BINS="cuda_edt edt_gpu_bench cuda_conv conv_gpu_bench cuda_model magseg"
+# Unpack and check the binaries the stages need.
+BINS=""
+has tests && BINS="$BINS cuda_edt cuda_conv cuda_model"
+has kernels && BINS="$BINS edt_gpu_bench conv_gpu_bench"
+has model && BINS="$BINS model_bench"
+{ has phantom || has accuracy; } && BINS="$BINS magseg"
 mkdir -p "$WORK/bin"
 for b in $BINS; do
   if [ -f "$HERE/$b" ]; then
@@ -43,92 +73,104 @@ for b in $BINS; do
 done
 BIN="$WORK/bin"
 FAILED=0
+fail() { echo "FAILED: $*"; FAILED=1; }
 
-echo "== tests (cuda_edt, cuda_conv, cuda_model) -> $OUT/tests.txt"
-: > "$OUT/tests.txt"
-for t in cuda_edt cuda_conv cuda_model; do
-  timeout 240 "$BIN/$t" --test-threads=1 --nocapture > "$OUT/tests_$t.log" 2>&1
-  rc=$?
-  sed -nE "s/^test (.*) \.\.\. ok$/PASS $t::\1/p; s/^test (.*) \.\.\. FAILED$/FAIL $t::\1/p" "$OUT/tests_$t.log" \
-    | tee -a "$OUT/tests.txt"
-  if [ $rc -ne 0 ]; then
-    echo "FAIL $t (exit $rc), see $OUT/tests_$t.log" | tee -a "$OUT/tests.txt"
-    tail -30 "$OUT/tests_$t.log"
-    FAILED=1
-  fi
-done
-
-echo "== bench: magseg GPU EDT, then the CuPy peer"
-"$BIN/edt_gpu_bench" > "$OUT/bench_gpu.json" 2> "$OUT/bench_gpu.err" || { echo "edt_gpu_bench FAILED:"; cat "$OUT/bench_gpu.err"; FAILED=1; }
-"$PY" "$HERE/cupy_edt.py" > "$OUT/bench_cupy.json" 2> "$OUT/bench_cupy.err" || echo "cupy_edt.py FAILED"
-
-echo "== bench: magseg GPU conv3d 2x32x64^3 k3, then PyTorch/cuDNN"
-timeout 120 "$BIN/conv_gpu_bench" 10 > "$OUT/bench_conv_gpu.json" 2> "$OUT/bench_conv_gpu.err" \
-  || { echo "conv_gpu_bench FAILED:"; cat "$OUT/bench_conv_gpu.err"; FAILED=1; }
-timeout 120 "$PY" "$HERE/torch_conv3d.py" 10 > "$OUT/bench_conv_torch.json" 2> "$OUT/bench_conv_torch.err" \
-  || { echo "torch_conv3d.py FAILED:"; tail -5 "$OUT/bench_conv_torch.err"; }
-
-echo "== training on phantom data: GPU (--time-limit 60), then CPU (--time-limit 30)"
-timeout 120 "$BIN/magseg" phantom --out "$WORK/ph" --cases 8 --size 48 > "$OUT/phantom.log" 2>&1 \
-  || { echo "magseg phantom FAILED:"; tail -20 "$OUT/phantom.log"; FAILED=1; }
-sed -E "s#^path = .*#path = \"$WORK/ph\"#" "$HERE/train-phantom.toml" > "$WORK/train.toml"
-for dev in gpu cpu; do
-  case $dev in gpu) d=cuda; limit=60;; cpu) d=cpu; limit=30;; esac
-  mkdir -p "$OUT/train_$dev"
-  timeout $((limit + 90)) "$BIN/magseg" train --config "$WORK/train.toml" --output "$WORK/run_$dev" \
-    --device $d --time-limit $limit > "$OUT/train_$dev/stdout.txt" 2> "$OUT/train_$dev/stderr.txt"
-  rc=$?
-  for f in metrics.jsonl validation.json; do
-    [ -f "$WORK/run_$dev/$f" ] && cp "$WORK/run_$dev/$f" "$OUT/train_$dev/"
+if has tests; then
+  echo "== tests (cuda_edt, cuda_conv, cuda_model) -> $OUT/tests.txt"
+  : > "$OUT/tests.txt"
+  for t in cuda_edt cuda_conv cuda_model; do
+    timeout 300 "$BIN/$t" --test-threads=1 --nocapture > "$OUT/tests_$t.log" 2>&1
+    rc=$?
+    sed -nE "s/^test (.*) \.\.\. ok$/PASS $t::\1/p; s/^test (.*) \.\.\. FAILED$/FAIL $t::\1/p" "$OUT/tests_$t.log" \
+      | tee -a "$OUT/tests.txt"
+    if [ $rc -ne 0 ]; then
+      echo "FAIL $t (exit $rc), see $OUT/tests_$t.log" | tee -a "$OUT/tests.txt"
+      tail -30 "$OUT/tests_$t.log"
+      FAILED=1
+    fi
   done
-  if [ $rc -ne 0 ]; then
-    echo "magseg train --device $d FAILED (exit $rc):"; tail -20 "$OUT/train_$dev/stderr.txt"
-    [ $dev = gpu ] && FAILED=1
-  fi
-done
+fi
 
-"$PY" - "$OUT" <<'PYEOF' | tee "$OUT/summary.txt"
-import json, sys, os
-out = sys.argv[1]
-def load(name):
-    try:
-        return json.loads(open(os.path.join(out, name)).read().strip().splitlines()[-1])
-    except Exception as e:
-        return {"error": f"{name}: {e!r}"}
-def ratio(a, b, key_a, key_b=None):
-    key_b = key_b or key_a
-    return round(a[key_a] / b[key_b], 3) if key_a in a and key_b in b and b[key_b] else None
-def step_s(dev):
-    try:
-        rows = [json.loads(l) for l in open(os.path.join(out, f"train_{dev}", "metrics.jsonl"))]
-    except Exception as e:
-        return {"error": repr(e)}
-    s = sorted(r["seconds"] for r in rows if r.get("kind") == "step")[2:] or [float("nan")]
-    scores = [r.get("score") for r in rows if "score" in r]
-    return {"steps": len(s) + 2, "median_s_per_step": round(s[len(s) // 2], 4), "last_score": scores[-1] if scores else None}
-g, c = load("bench_gpu.json"), load("bench_cupy.json")
-cg, ct = load("bench_conv_gpu.json"), load("bench_conv_torch.json")
-tg, tc = step_s("gpu"), step_s("cpu")
-conv_ratios = {k: ratio(cg, ct, k) for k in ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms"]}
-json.dump({"magseg_edt": g, "cupy_edt": c, "ratio_gpu_edt_over_cupy": ratio(g, c, "gpu_edt_ms_median20", "cupy_edt_ms_median20"),
-           "magseg_conv3d": cg, "torch_conv3d": ct, "ratio_magseg_over_torch": conv_ratios,
-           "train_gpu": tg, "train_cpu": tc}, open(os.path.join(out, "bench.json"), "w"), indent=1)
-print(f"GPU: {ct.get('gpu', g.get('gpu', c.get('gpu', '?')))}")
-print(f"{'EDT 240x240x155 (distance to r=40 sphere)  ':46} {'ms (median of 20)':>18}")
-print(f"{'magseg GPU (device buffers)':46} {g.get('gpu_edt_ms_median20', g.get('error', '-'))!s:>18}")
-print(f"{'magseg GPU (with host transfers)':46} {g.get('gpu_edt_with_transfers_ms_median5', '-')!s:>18}")
-print(f"{'magseg CPU edt_squared (once)':46} {g.get('cpu_edt_ms', '-')!s:>18}")
-print(f"{'CuPy distance_transform_edt':46} {c.get('cupy_edt_ms_median20', c.get('error', '-'))!s:>18}")
-print(f"{'ratio magseg GPU / CuPy':46} {ratio(g, c, 'gpu_edt_ms_median20', 'cupy_edt_ms_median20')!s:>18}")
-print(f"identical to CPU: {g.get('identical_to_cpu')}; max distance magseg {g.get('max_distance_mm')} mm, CuPy {c.get('max_distance_mm')} mm")
-print()
-print(f"{'conv3d 2x32->32 64^3 k3 p1 f32 (ms, median)':46} {'magseg':>10} {'torch':>10} {'ratio':>8}")
-for k in ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms"]:
-    print(f"{k:46} {cg.get(k, cg.get('error', '-'))!s:>10} {ct.get(k, ct.get('error', '-'))!s:>10} {conv_ratios[k]!s:>8}")
-print(f"{'torch fwd with TF32':46} {'':>10} {ct.get('fwd_tf32_ms', '-')!s:>10}")
-print()
-print(f"training (train-phantom.toml, U-Net base 8, 32^3 patches, batch 2): seconds per step (median)")
-print(f"  GPU: {tg.get('median_s_per_step', tg.get('error'))} s over {tg.get('steps')} steps, last validation score {tg.get('last_score')}")
-print(f"  CPU: {tc.get('median_s_per_step', tc.get('error'))} s over {tc.get('steps')} steps (same machine, all cores)")
-PYEOF
-[ $FAILED -eq 0 ] && echo "ALL PASSED" || { echo "SOME FAILED"; exit 1; }
+if has kernels; then
+  echo "== kernels: magseg GPU EDT + HD95, then CuPy"
+  timeout 120 "$BIN/edt_gpu_bench" > "$OUT/bench_edt_gpu.json" 2> "$OUT/bench_edt_gpu.err" \
+    || { fail "edt_gpu_bench"; tail -5 "$OUT/bench_edt_gpu.err"; }
+  timeout 120 "$PY" "$HERE/cupy_edt.py" > "$OUT/bench_edt_cupy.json" 2> "$OUT/bench_edt_cupy.err" \
+    || echo "peer cupy_edt.py failed: $(tail -1 "$OUT/bench_edt_cupy.err")"
+  echo "== kernels: magseg conv3d on the peer's shapes, then PyTorch/cuDNN"
+  for shape in "2 32 96" "2 64 48" "1 16 128" "2 32 64"; do
+    set -- $shape
+    tag="n$1_c$2_s$3"
+    timeout 150 "$BIN/conv_gpu_bench" 10 "$1" "$2" "$3" > "$OUT/bench_conv_gpu_$tag.json" 2> "$OUT/bench_conv_gpu_$tag.err" \
+      || { fail "conv_gpu_bench $shape"; tail -5 "$OUT/bench_conv_gpu_$tag.err"; }
+    timeout 150 "$PY" "$HERE/torch_conv3d.py" 10 "$1" "$2" "$3" > "$OUT/bench_conv_torch_$tag.json" 2> "$OUT/bench_conv_torch_$tag.err" \
+      || echo "peer torch_conv3d.py $shape failed: $(tail -1 "$OUT/bench_conv_torch_$tag.err")"
+  done
+fi
+
+if has model; then
+  echo "== model: magseg MAG-MS train step and sliding-window inference"
+  : > "$OUT/bench_model.jsonl"
+  for args in "step --precision f32" "step --precision bf16" "step --backbone unet --precision f32" \
+    "step --backbone unet --precision bf16" "infer --precision f32 --iters 3 --warmup 1" \
+    "infer --precision bf16 --iters 3 --warmup 1" "infer --precision bf16 --overlap 0.25 --iters 3 --warmup 1"; do
+    # shellcheck disable=SC2086
+    timeout 240 "$BIN/model_bench" $args --device cuda >> "$OUT/bench_model.jsonl" 2>> "$OUT/bench_model.err" \
+      || { fail "model_bench $args"; tail -5 "$OUT/bench_model.err"; }
+  done
+fi
+
+if has peer; then
+  echo "== peer: gpu_peer.py (MONAI $(ls "$HERE"/wheels 2>/dev/null | tr '\n' ' '))"
+  mkdir -p "$WORK/py"
+  "$PY" -m pip install --quiet --no-index --no-deps --target "$WORK/py" "$HERE"/wheels/*.whl > "$OUT/peer_pip.log" 2>&1 \
+    || echo "pip install of the bundled wheels failed (see peer_pip.log)"
+  PYTHONPATH="$WORK/py${PYTHONPATH:+:$PYTHONPATH}" timeout 420 "$PY" "$HERE/gpu_peer.py" > "$OUT/peer_gpu.txt" 2> "$OUT/peer_gpu.err" \
+    || echo "gpu_peer.py ended with an error or the time limit; its lines so far are in peer_gpu.txt"
+fi
+
+if has phantom; then
+  echo "== phantom training: GPU (--time-limit 60), then CPU (--time-limit 30)"
+  timeout 120 "$BIN/magseg" phantom --out "$WORK/ph" --cases 8 --size 48 > "$OUT/phantom.log" 2>&1 \
+    || { fail "magseg phantom"; tail -20 "$OUT/phantom.log"; }
+  sed -E "s#^path = .*#path = \"$WORK/ph\"#" "$HERE/train-phantom.toml" > "$WORK/train.toml"
+  for dev in gpu cpu; do
+    case $dev in gpu) d=cuda; limit=60;; cpu) d=cpu; limit=30;; esac
+    mkdir -p "$OUT/train_$dev"
+    timeout $((limit + 90)) "$BIN/magseg" train --config "$WORK/train.toml" --output "$WORK/run_$dev" \
+      --device $d --time-limit $limit > "$OUT/train_$dev/stdout.txt" 2> "$OUT/train_$dev/stderr.txt"
+    rc=$?
+    for f in metrics.jsonl validation.json; do
+      [ -f "$WORK/run_$dev/$f" ] && cp "$WORK/run_$dev/$f" "$OUT/train_$dev/"
+    done
+    if [ $rc -ne 0 ]; then
+      echo "magseg train --device $d failed (exit $rc):"; tail -20 "$OUT/train_$dev/stderr.txt"
+      [ $dev = gpu ] && FAILED=1
+    fi
+  done
+fi
+
+if has accuracy; then
+  echo "== accuracy: magseg MAG-MS ${BUDGET_S} s on the GPU, then the PyTorch peer ${BUDGET_S} s (same cases)"
+  if [ ! -f "$HERE/data/train.npz" ] || [ ! -f "$HERE/data/test.npz" ]; then
+    fail "the bundle has no data/train.npz, data/test.npz (gpu-bundle found no BraTS data to prepare)"
+  else
+    "$PY" "$HERE/npz_to_nifti.py" "$WORK/brats2mm" "$HERE/data/train.npz" "$HERE/data/test.npz" > "$OUT/accuracy_prep.log" 2>&1 \
+      || fail "npz_to_nifti.py"
+    mkdir -p "$OUT/accuracy_magseg"
+    sed -E -e "s#^path = .*#path = \"$WORK/brats2mm\"#" -e "s#^output = .*#output = \"$WORK/acc_run\"#" \
+      -e "s#^time_limit_s = .*#time_limit_s = $BUDGET_S#" "$HERE/train-brats-2mm-gpu.toml" > "$OUT/accuracy_magseg/train.toml"
+    timeout $((BUDGET_S + 300)) "$BIN/magseg" train --config "$OUT/accuracy_magseg/train.toml" \
+      > "$OUT/accuracy_magseg/stdout.txt" 2> "$OUT/accuracy_magseg/stderr.txt" \
+      || { fail "magseg train (accuracy)"; tail -20 "$OUT/accuracy_magseg/stderr.txt"; }
+    for f in metrics.jsonl validation.json; do
+      [ -f "$WORK/acc_run/$f" ] && cp "$WORK/acc_run/$f" "$OUT/accuracy_magseg/"
+    done
+    timeout $((BUDGET_S + 300)) "$PY" "$HERE/magms_unet_ref.py" "$HERE/data/train.npz" "$HERE/data/test.npz" "$BUDGET_S" \
+      > "$OUT/accuracy_peer.txt" 2> "$OUT/accuracy_peer.err" \
+      || echo "peer magms_unet_ref.py failed: $(tail -3 "$OUT/accuracy_peer.err")"
+  fi
+fi
+
+"$PY" "$HERE/summary.py" "$OUT" | tee "$OUT/summary.txt"
+if [ $FAILED -eq 0 ]; then echo "ALL PASSED ($STAGES)"; else echo "SOME FAILED ($STAGES)"; exit 1; fi

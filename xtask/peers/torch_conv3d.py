@@ -1,7 +1,8 @@
-# PyTorch/cuDNN peer of crates/kernels/examples/conv_gpu_bench.rs: conv3d 2 x 32 -> 32 channels at 64^3,
-# kernel 3, padding 1, on CUDA device 0; forward, backward-data, backward-weight and forward + backward
-# (median ms over REPS runs after warm-up), strict f32 (TF32 off) and, for reference, the forward with TF32.
-# Prints one JSON line. Usage: python3 torch_conv3d.py [REPS]
+# PyTorch/cuDNN peer of crates/kernels/examples/conv_gpu_bench.rs: conv3d N x C -> C channels at S^3
+# (default 2 x 32 at 64^3; run.sh also uses gpu_peer.py's shapes), kernel 3, padding 1, on CUDA device 0;
+# forward, backward-data, backward-weight and forward + backward (median ms over REPS runs after
+# warm-up), strict f32 (TF32 off); for reference the forward with TF32 and forward / forward + backward
+# in bf16. Prints one JSON line. Usage: python3 torch_conv3d.py [REPS [N C S]]
 import json
 import sys
 import time
@@ -25,13 +26,14 @@ def time_ms(fn, reps):
 
 def main():
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    n, c, s = (int(v) for v in sys.argv[2:5]) if len(sys.argv) > 4 else (2, 32, 64)
     dev = torch.device("cuda", 0)
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    x = torch.randn(2, 32, 64, 64, 64, device=dev)
-    w = torch.randn(32, 32, 3, 3, 3, device=dev) * 0.05
-    dy = torch.randn(2, 32, 64, 64, 64, device=dev)
+    x = torch.randn(n, c, s, s, s, device=dev)
+    w = torch.randn(c, c, 3, 3, 3, device=dev) * 0.05
+    dy = torch.randn(n, c, s, s, s, device=dev)
     conv = torch.nn.functional.conv3d
     gr = torch.nn.grad
     with torch.no_grad():
@@ -47,13 +49,22 @@ def main():
     torch.backends.cudnn.allow_tf32 = True
     with torch.no_grad():
         fwd_tf32 = time_ms(lambda: conv(x, w, padding=1), reps)
-    flops = 2.0 * 2 * 32 * 32 * 27 * 64**3
+    xb, wb, dyb = (t.to(torch.bfloat16) for t in (x, w, dy))
+    with torch.no_grad():
+        fwd_bf16 = time_ms(lambda: conv(xb, wb, padding=1), reps)
+    xbv, wbv = xb.clone().requires_grad_(), wb.clone().requires_grad_()
+
+    def fb16():
+        (conv(xbv, wbv, padding=1) * dyb).sum().backward()
+
+    fwd_bwd_bf16 = time_ms(fb16, reps)
+    flops = 2.0 * n * c * c * 27 * s**3
     r = lambda v: round(v, 3)
     print(json.dumps({
         "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
-        "shape": "2x32x64^3 k3 p1 f32", "reps": reps, "fwd_ms": r(fwd), "bwd_data_ms": r(bwd_data),
+        "shape": f"{n}x{c}x{s}^3 k3 p1 f32", "reps": reps, "fwd_ms": r(fwd), "bwd_data_ms": r(bwd_data),
         "bwd_weight_ms": r(bwd_weight), "fwd_bwd_ms": r(fwd_bwd), "fwd_gflops": round(flops / fwd / 1e6, 1),
-        "fwd_tf32_ms": r(fwd_tf32),
+        "fwd_tf32_ms": r(fwd_tf32), "bf16_fwd_ms": r(fwd_bf16), "bf16_fwd_bwd_ms": r(fwd_bwd_bf16),
     }))
 
 

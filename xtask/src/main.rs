@@ -13,8 +13,9 @@ pub const USAGE: &str = "usage: cargo xtask <command>
   bench model [--reps N] [--roi 96]              UNETR and MAG-MS forward vs MONAI / PyTorch (CPU)
   cuda-env [DIR]                                CUDA build env from PyPI wheels in DIR (default .cuda-env);
                                                 prints export lines: source <(cargo xtask cuda-env)
-  gpu-bundle [--out DIR] [--env DIR]            GPU tests + EDT benchmark + CuPy peer for a GPU machine
-                                                (default out/gpu-bundle; runs cuda-env itself): DIR/run.sh OUT
+  gpu-bundle [--out DIR] [--env DIR]            GPU tests, benchmarks, peers and accuracy data for a GPU
+                                                machine (default out/gpu-bundle; runs cuda-env itself):
+                                                DIR/run.sh OUT [tests kernels model peer phantom accuracy]
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {

@@ -4,8 +4,8 @@
 //! src/cuda/surface.rs. A check of the kernels' logic without a GPU (the host-side Rust of
 //! src/cuda/surface.rs is mirrored in tests/emu/driver.cpp, not run).
 //!
-//! Ignored by default: it needs g++ with C++20 and takes about a minute. Run with
-//! `cargo test -p magseg-metrics --test kernel_emu -- --ignored --nocapture`.
+//! Needs g++ with C++20 (about a minute); without g++ it prints `SKIPPED kernel emulation: ...` and
+//! passes, so it can only fail when the emulated kernels and the CPU disagree (or g++ fails).
 
 mod common;
 
@@ -84,8 +84,11 @@ fn write_cases(path: &PathBuf) {
 }
 
 #[test]
-#[ignore = "needs g++ (C++20) and about a minute; run with --ignored"]
 fn emulated_kernels_match_cpu_surface_distances() {
+    if Command::new("g++").arg("--version").output().is_err() {
+        eprintln!("SKIPPED kernel emulation: no g++ on PATH (the CUDA kernels stay unchecked without a GPU)");
+        return;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::temp_dir().join(format!("magseg-kernel-emu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
