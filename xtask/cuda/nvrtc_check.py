@@ -28,7 +28,9 @@ def main():
             print(f"FAILED {path}: nvrtcCreateProgram: {lib.nvrtcGetErrorString(rc).decode()}")
             failed += 1
             continue
-        opts = [f"--gpu-architecture=compute_{arch}".encode(), b"--fmad=false", b"-default-device"]
+        # Quoted includes (e.g. "envelope.cuh") resolve next to the file, as with nvcc.
+        inc = f"--include-path={os.path.dirname(os.path.abspath(path))}".encode()
+        opts = [f"--gpu-architecture=compute_{arch}".encode(), b"--fmad=false", b"-default-device", inc]
         arr = (ctypes.c_char_p * len(opts))(*opts)
         rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
         size = ctypes.c_size_t()

@@ -9,9 +9,7 @@
 // interleaved, element e of line t at e * nlines + t, so that neighbouring threads touch neighbouring
 // addresses.
 
-#define F32_INF __int_as_float(0x7f800000)
-#define F64_INF __longlong_as_double(0x7ff0000000000000LL)
-#define F64_NEG_INF __longlong_as_double((long long)0xfff0000000000000ULL)
+#include "envelope.cuh"
 
 // Pass i: squared distance (mm²) along each line of `n` contiguous voxels to the nearest feature of
 // that line (infinity when the line has none). `f` holds 0/1 bytes; line t starts at t * n.
@@ -60,29 +58,8 @@ extern "C" __global__ void edt_envelope_lines(float* d, int* __restrict__ vs, do
     const double s2 = s * s;
     const double inv = 1.0 / s2;
     // Heights in voxel units plus the squared apex position, g/s² + v².
+    lower_envelope(f, stride, n, first, inv, v, h, z, L);
     int k = 0;
-    double q0 = (double)first;
-    v[0] = first;
-    h[0] = (double)f[first * stride] * inv + q0 * q0;
-    z[0] = F64_NEG_INF;
-    for (int q = first + 1; q < n; ++q) {
-        float fq = f[q * stride];
-        if (fq == F32_INF) continue;
-        double qf = (double)q;
-        double hq = (double)fq * inv + qf * qf;
-        double sq = (hq - h[k * L]) / (2.0 * (qf - (double)v[k * L]));
-        // z[0] = -inf stops the loop at k = 0.
-        while (sq <= z[k * L]) {
-            --k;
-            sq = (hq - h[k * L]) / (2.0 * (qf - (double)v[k * L]));
-        }
-        ++k;
-        v[k * L] = q;
-        h[k * L] = hq;
-        z[k * L] = sq;
-    }
-    z[(k + 1) * L] = F64_INF;
-    k = 0;
     for (int p = 0; p < n; ++p) {
         double x = (double)p;
         while (z[(k + 1) * L] < x) ++k;

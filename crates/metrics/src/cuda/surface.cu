@@ -7,9 +7,7 @@
 // envelope value at each query voxel, square root in f64). Compiled with -fmad=false (build.rs) so
 // every floating-point operation rounds as on the CPU. Data is in NIfTI order, d[i + nx*(j + ny*k)].
 
-#define F32_INF __int_as_float(0x7f800000)
-#define F64_INF __longlong_as_double(0x7ff0000000000000LL)
-#define F64_NEG_INF __longlong_as_double((long long)0xfff0000000000000ULL)
+#include "envelope.cuh"
 #define FULL_MASK 0xffffffffu
 
 typedef unsigned long long u64;
@@ -184,29 +182,8 @@ extern "C" __global__ void gather_k(const float* __restrict__ d, const unsigned 
     const long long L = nlines;
     const double s2 = s * s;
     const double inv = 1.0 / s2;
+    lower_envelope(f, stride, n, first, inv, v, h, z, L);
     int k = 0;
-    double q0 = (double)first;
-    v[0] = first;
-    h[0] = (double)f[first * stride] * inv + q0 * q0;
-    z[0] = F64_NEG_INF;
-    for (int p = first + 1; p < n; ++p) {
-        float fq = f[p * stride];
-        if (fq == F32_INF) continue;
-        double qf = (double)p;
-        double hq = (double)fq * inv + qf * qf;
-        double sq = (hq - h[k * L]) / (2.0 * (qf - (double)v[k * L]));
-        // z[0] = -inf stops the loop at k = 0.
-        while (sq <= z[k * L]) {
-            --k;
-            sq = (hq - h[k * L]) / (2.0 * (qf - (double)v[k * L]));
-        }
-        ++k;
-        v[k * L] = p;
-        h[k * L] = hq;
-        z[k * L] = sq;
-    }
-    z[(k + 1) * L] = F64_INF;
-    k = 0;
     for (int p = 0; p < n; ++p) {
         if (!q[p * stride]) continue;
         double x = (double)p;
