@@ -16,6 +16,9 @@
 //                  A[m][k] = dy[b][m][v], B[k][n] = x[b][c][o(v) * s - p + k_tap].
 // Every sum runs in a fixed order (no atomics), so results are bit-identical run to run.
 //
+// Not run on a GPU yet: compile-checked (nvcc, NVRTC, ptxas sm_90 without spills) and checked in a host
+// emulation of the kernels (tests/emu/run.sh, which also emulates the mma fragment layout).
+//
 // The geometry arrives as 18 ints, in this order (as for conv3d.cu):
 //   n, ci, co, D, H, W, kD, kH, kW, sD, sH, sW, pD, pH, pW, oD, oH, oW
 
@@ -145,41 +148,94 @@ __device__ __forceinline__ bool gather_ptr(const DataView& v, const Column& col,
     return true;
 }
 
-// ---------------------------------------------------------------------------------------------------
-// f32 forward / backward-data: block tile 64 (M) x 64 (N) x 16 (K), 256 threads, 4 x 4 outputs per
-// thread; shared tiles double-buffered with a register prefetch of the next K tile (one barrier per
-// K tile). A loader: thread -> row m = tid / 4, k = (tid % 4) * 4 + 0..3. B loader: thread -> column
-// n = tid % 64 (consecutive threads read consecutive voxels), k = (tid / 64) * 4 + 0..3.
-#define F_BM 64
-#define F_BN 64
-#define F_BK 16
-#define F_THREADS 256
+// Fast gathers (at most 32 taps, and stride 1 for backward-data): per tap a linear source offset
+// `tapoff[t]` (shared), per column a validity bit mask over the taps and one base offset, so an element
+// costs a bit test, an add and a load instead of three bounds checks. The caller syncs after filling.
+#define FAST_TAPS 32
 
 template <bool TRANSPOSED>
+__device__ __forceinline__ bool fast_gathers(const DataView& v, int sd, int sh, int sw) {
+    return v.taps <= FAST_TAPS && (!TRANSPOSED || (sd == 1 && sh == 1 && sw == 1));
+}
+
+template <bool TRANSPOSED>
+__device__ __forceinline__ void fill_tap_offsets(int* tapoff, const DataView& v, int kh_, int kw_) {
+    for (int t = threadIdx.x; t < v.taps && t < FAST_TAPS; t += blockDim.x) {
+        const int kx = t % kw_;
+        const int r = t / kw_;
+        const int off = ((r / kh_) * v.sh_ + (r % kh_)) * v.sw_ + kx;
+        tapoff[t] = TRANSPOSED ? -off : off;
+    }
+}
+
+// The validity mask (bit t: tap t reads inside the source) and base offset of one column.
+template <bool TRANSPOSED>
+__device__ __forceinline__ unsigned column_mask(const DataView& v, const Column& col, int kd_, int kh_, int kw_,
+                                                long long* base) {
+    *base = col.boff + ((long long)col.bz * v.sh_ + col.by) * v.sw_ + col.bx;
+    if (!col.ok) return 0u;
+    unsigned mask = 0u;
+    int t = 0;
+    for (int kz = 0; kz < kd_; ++kz) {
+        const bool zok = gather_coord<TRANSPOSED>(col.bz, kz, 1, v.sd_) >= 0;
+        for (int ky = 0; ky < kh_; ++ky) {
+            const bool yok = zok && gather_coord<TRANSPOSED>(col.by, ky, 1, v.sh_) >= 0;
+            for (int kx = 0; kx < kw_; ++kx, ++t) {
+                if (yok && gather_coord<TRANSPOSED>(col.bx, kx, 1, v.sw_) >= 0) mask |= 1u << t;
+            }
+        }
+    }
+    return mask;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// f32 forward / backward-data: block tile BM (M) x BN (N) x 16 (K) with BM x BN = 4096 (64 x 64, or
+// 32 x 128 for at most 32 output rows: the `_m32` kernels), 256 threads, 4 x 4 outputs per thread;
+// shared tiles double-buffered with a register prefetch of the next K tile (one barrier per K tile).
+// A loader: thread -> row m = tid / (16 / A_PER), k = (tid % (16 / A_PER)) * A_PER + 0..A_PER-1.
+// B loader: thread -> column n = tid % BN (consecutive threads read consecutive voxels),
+// k = (tid / BN) * B_PER + 0..B_PER-1.
+#define F_BK 16
+// Backward-weight block tile (M x N).
+#define F_BM 64
+#define F_BN 64
+#define F_THREADS 256
+
+template <bool TRANSPOSED, int BM>
 __device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, const float* __restrict__ src,
                                                float* __restrict__ out, GEOM_PARAMS) {
-    __shared__ __align__(16) float As[2][F_BK][F_BM + 4];
-    __shared__ __align__(16) float Bs[2][F_BK][F_BN + 4];
+    constexpr int BN = 4096 / BM;
+    constexpr int A_PER = BM * F_BK / F_THREADS;  // A elements per thread and tile
+    constexpr int B_PER = BN * F_BK / F_THREADS;  // B elements per thread and tile
+    constexpr int TX = BN / 4;                     // threads along N in the compute grid
+    static_assert(BM * BN == 4096 && A_PER >= 1 && B_PER >= 1 && F_BK % A_PER == 0, "tile shape");
+    __shared__ __align__(16) float As[2][F_BK][BM + 4];
+    __shared__ __align__(16) float Bs[2][F_BK][BN + 4];
     __shared__ int taptab[MAX_TAPS_TABLE];
+    __shared__ int tapoff[FAST_TAPS];
     const DataView v = data_view<TRANSPOSED>(n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
                                              oh_, ow_);
     const int tid = threadIdx.x;
-    const int m0 = blockIdx.y * F_BM;
-    const long long n0 = (long long)blockIdx.x * F_BN;
+    const int m0 = blockIdx.y * BM;
+    const long long n0 = (long long)blockIdx.x * BN;
     fill_tap_table(taptab, v.taps, kh_, kw_);
+    fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
+    const bool fast = fast_gathers<TRANSPOSED>(v, sd, sh, sw);
 
-    const int a_m = tid / 4, a_k = (tid % 4) * 4;
-    const int b_n = tid % 64, b_k = (tid / 64) * 4;
+    const int a_m = tid / (F_BK / A_PER), a_k = (tid % (F_BK / A_PER)) * A_PER;
+    const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
     const Column col = make_column<TRANSPOSED>(v, n0 + b_n, sd, sh, sw, pd, ph, pw);
+    long long col_base = 0;
+    const unsigned col_mask = fast ? column_mask<TRANSPOSED>(v, col, kd_, kh_, kw_, &col_base) : 0u;
     const bool a_row_ok = m0 + a_m < v.M;
     const float* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
 
-    float ra[4], rb[4];
+    float ra[A_PER], rb[B_PER];
     auto load_tile = [&](int k0) {
         int k = k0 + a_k;
         int c = k / v.taps, t = k - c * v.taps;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < A_PER; ++i) {
             ra[i] = (a_row_ok && k + i < v.K) ? __ldg(a_row + c * v.sAc + t) : 0.0f;
             if (++t == v.taps) { t = 0; ++c; }
         }
@@ -187,11 +243,15 @@ __device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, cons
         c = k / v.taps;
         t = k - c * v.taps;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < B_PER; ++i) {
             float val = 0.0f;
-            const float* p;
-            if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
-                val = __ldg(p);
+            if (fast) {
+                if (k + i < v.K && ((col_mask >> t) & 1u)) val = __ldg(src + (col_base + c * v.svol + tapoff[t]));
+            } else {
+                const float* p;
+                if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
+                    val = __ldg(p);
+                }
             }
             rb[i] = val;
             if (++t == v.taps) { t = 0; ++c; }
@@ -199,13 +259,12 @@ __device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, cons
     };
     auto store_tile = [&](int buf) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            As[buf][a_k + i][a_m] = ra[i];
-            Bs[buf][b_k + i][b_n] = rb[i];
-        }
+        for (int i = 0; i < A_PER; ++i) As[buf][a_k + i][a_m] = ra[i];
+#pragma unroll
+        for (int i = 0; i < B_PER; ++i) Bs[buf][b_k + i][b_n] = rb[i];
     };
 
-    const int tx = tid % 16, ty = tid / 16;
+    const int tx = tid % TX, ty = tid / TX;
     float acc[4][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
@@ -248,17 +307,35 @@ __device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, cons
     }
 }
 
-// y = conv3d(x, w): grid (ceil(N / 64), ceil(Co / 64)), 256 threads.
-extern "C" __global__ void __launch_bounds__(F_THREADS)
+// y = conv3d(x, w): grid (ceil(N / 64), ceil(Co / 64)), 256 threads; `_m32`: grid (ceil(N / 128),
+// ceil(Co / 32)).
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_fwd_f32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y, GEOM_PARAMS) {
-    igemm_f32_body<false>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+    igemm_f32_body<false, 64>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                              ow_);
 }
 
-// dx = backward-data(dy, w): grid (ceil(N / 64), ceil(Ci / 64)), 256 threads.
-extern "C" __global__ void __launch_bounds__(F_THREADS)
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
+    igemm_fwd_f32_m32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
+                      GEOM_PARAMS) {
+    igemm_f32_body<false, 32>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                              ow_);
+}
+
+// dx = backward-data(dy, w): grid (ceil(N / 64), ceil(Ci / 64)), 256 threads; `_m32`: grid
+// (ceil(N / 128), ceil(Ci / 32)).
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
                        GEOM_PARAMS) {
-    igemm_f32_body<true>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+    igemm_f32_body<true, 64>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                             ow_);
+}
+
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
+    igemm_bwd_data_f32_m32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
+                           GEOM_PARAMS) {
+    igemm_f32_body<true, 32>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                             ow_);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -400,14 +477,14 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
 }
 
 // Grid (ceil(Ci * taps / 64), ceil(Co / 64), chunks), 256 threads.
-extern "C" __global__ void __launch_bounds__(F_THREADS)
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_wgrad_f32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
                     long long run, GEOM_PARAMS) {
     igemm_wgrad_body<float>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
                             od_, oh_, ow_);
 }
 
-extern "C" __global__ void __launch_bounds__(F_THREADS)
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_wgrad_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
                      long long run, GEOM_PARAMS) {
     igemm_wgrad_body<bf16_t>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
@@ -434,14 +511,14 @@ extern "C" __global__ void wgrad_sum_bf16(const float* __restrict__ partial, bf1
 }
 
 // ---------------------------------------------------------------------------------------------------
-// bf16 forward / backward-data on tensor cores: block tile 64 (M) x 64 (N) x 32 (K), 128 threads =
-// 4 warps in 2 x 2, each warp 32 x 32 = 2 (m16) x 4 (n8) mma.sync.m16n8k16 tiles with f32
-// accumulators (32 per thread). Shared tiles are stored k-contiguous (As[m][k], Bs[n][k]) with rows
-// padded to 40 bf16 (20 words) so the fragment loads hit 32 distinct banks; double-buffered with a
-// register prefetch. A loader: row m = tid / 2, k = (tid % 2) * 16 + 0..15; B loader: column
-// n = tid % 64 (consecutive threads read consecutive voxels), k = (tid / 64) * 16 + 0..15.
-#define H_BM 64
-#define H_BN 64
+// bf16 forward / backward-data on tensor cores: block tile BM (M) x BN (N) x 32 (K), 128 threads =
+// 4 warps, each warp 32 x 32 = 2 (m16) x 4 (n8) mma.sync.m16n8k16 tiles with f32 accumulators (32 per
+// thread): 64 x 64 with warps in 2 x 2, or 32 x 128 with warps in 1 x 4 for at most 32 output rows
+// (the `_m32` kernels). Shared tiles are stored k-contiguous (As[m][k], Bs[n][k]) with rows padded to
+// 40 bf16 (20 words) so the fragment loads hit 32 distinct banks; double-buffered with a register
+// prefetch. A loader: row m = tid / (32 / A_PER), k = (tid % (32 / A_PER)) * A_PER + 0..A_PER-1;
+// B loader: column n = tid % BN (consecutive threads read consecutive voxels),
+// k = (tid / BN) * B_PER + 0..B_PER-1.
 #define H_BK 32
 #define H_LD 40
 #define H_THREADS 128
@@ -459,32 +536,45 @@ __device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, 
 #endif
 }
 
-template <bool TRANSPOSED>
+template <bool TRANSPOSED, int BM>
 __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
                                                 bf16_t* __restrict__ out, GEOM_PARAMS) {
-    __shared__ __align__(16) bf16_t As[2][H_BM][H_LD];
-    __shared__ __align__(16) bf16_t Bs[2][H_BN][H_LD];
+    constexpr int WARPS_M = BM / 32;
+    constexpr int WARPS_N = (H_THREADS / 32) / WARPS_M;
+    constexpr int BN = WARPS_N * 32;
+    constexpr int A_PER = BM * H_BK / H_THREADS;  // A elements per thread and tile (multiple of 8)
+    constexpr int B_PER = BN * H_BK / H_THREADS;  // B elements per thread and tile (multiple of 8)
+    static_assert(WARPS_M * WARPS_N == H_THREADS / 32 && A_PER % 8 == 0 && B_PER % 8 == 0 && H_BK % A_PER == 0 &&
+                      H_BK % B_PER == 0,
+                  "tile shape");
+    __shared__ __align__(16) bf16_t As[2][BM][H_LD];
+    __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
     __shared__ int taptab[MAX_TAPS_TABLE];
+    __shared__ int tapoff[FAST_TAPS];
     const DataView v = data_view<TRANSPOSED>(n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
                                              oh_, ow_);
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
-    const int m0 = blockIdx.y * H_BM;
-    const long long n0 = (long long)blockIdx.x * H_BN;
+    const int m0 = blockIdx.y * BM;
+    const long long n0 = (long long)blockIdx.x * BN;
     fill_tap_table(taptab, v.taps, kh_, kw_);
+    fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
+    const bool fast = fast_gathers<TRANSPOSED>(v, sd, sh, sw);
 
-    const int a_m = tid / 2, a_k = (tid % 2) * 16;
-    const int b_n = tid % 64, b_k = (tid / 64) * 16;
+    const int a_m = tid / (H_BK / A_PER), a_k = (tid % (H_BK / A_PER)) * A_PER;
+    const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
     const Column col = make_column<TRANSPOSED>(v, n0 + b_n, sd, sh, sw, pd, ph, pw);
+    long long col_base = 0;
+    const unsigned col_mask = fast ? column_mask<TRANSPOSED>(v, col, kd_, kh_, kw_, &col_base) : 0u;
     const bool a_row_ok = m0 + a_m < v.M;
     const bf16_t* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
 
-    unsigned int ra[8], rb[8];  // 16 bf16 each, element 2j in the low half of word j
+    unsigned int ra[A_PER / 2], rb[B_PER / 2];  // element 2j in the low half of word j
     auto load_tile = [&](int k0) {
         int k = k0 + a_k;
         int c = k / v.taps, t = k - c * v.taps;
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
+        for (int i = 0; i < A_PER; ++i) {
             const unsigned int h = (a_row_ok && k + i < v.K) ? (unsigned int)__ldg(a_row + c * v.sAc + t) : 0u;
             if (i % 2 == 0) ra[i / 2] = h; else ra[i / 2] |= h << 16;
             if (++t == v.taps) { t = 0; ++c; }
@@ -493,11 +583,17 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
         c = k / v.taps;
         t = k - c * v.taps;
 #pragma unroll
-        for (int i = 0; i < 16; ++i) {
+        for (int i = 0; i < B_PER; ++i) {
             unsigned int h = 0u;
-            const bf16_t* p;
-            if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
-                h = (unsigned int)__ldg(p);
+            if (fast) {
+                if (k + i < v.K && ((col_mask >> t) & 1u)) {
+                    h = (unsigned int)__ldg(src + (col_base + c * v.svol + tapoff[t]));
+                }
+            } else {
+                const bf16_t* p;
+                if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
+                    h = (unsigned int)__ldg(p);
+                }
             }
             if (i % 2 == 0) rb[i / 2] = h; else rb[i / 2] |= h << 16;
             if (++t == v.taps) { t = 0; ++c; }
@@ -505,14 +601,14 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
     };
     auto store_tile = [&](int buf) {
         uint4* pa = reinterpret_cast<uint4*>(&As[buf][a_m][a_k]);
-        pa[0] = make_uint4(ra[0], ra[1], ra[2], ra[3]);
-        pa[1] = make_uint4(ra[4], ra[5], ra[6], ra[7]);
+#pragma unroll
+        for (int q = 0; q < A_PER / 8; ++q) pa[q] = make_uint4(ra[4 * q], ra[4 * q + 1], ra[4 * q + 2], ra[4 * q + 3]);
         uint4* pb = reinterpret_cast<uint4*>(&Bs[buf][b_n][b_k]);
-        pb[0] = make_uint4(rb[0], rb[1], rb[2], rb[3]);
-        pb[1] = make_uint4(rb[4], rb[5], rb[6], rb[7]);
+#pragma unroll
+        for (int q = 0; q < B_PER / 8; ++q) pb[q] = make_uint4(rb[4 * q], rb[4 * q + 1], rb[4 * q + 2], rb[4 * q + 3]);
     };
 
-    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    const int wm = (warp / WARPS_N) * 32, wn = (warp % WARPS_N) * 32;
     const int g = lane >> 2, tg = lane & 3;
     float acc[2][4][4];
 #pragma unroll
@@ -576,18 +672,36 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
     }
 }
 
-// y = conv3d(x, w) in bf16: grid (ceil(N / 64), ceil(Co / 64)), 128 threads.
+// y = conv3d(x, w) in bf16: grid (ceil(N / 64), ceil(Co / 64)), 128 threads; `_m32`: grid
+// (ceil(N / 128), ceil(Co / 32)).
 extern "C" __global__ void __launch_bounds__(H_THREADS)
     igemm_fwd_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w, bf16_t* __restrict__ y,
                    GEOM_PARAMS) {
-    igemm_bf16_body<false>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+    igemm_bf16_body<false, 64>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                               ow_);
 }
 
-// dx = backward-data(dy, w) in bf16: grid (ceil(N / 64), ceil(Ci / 64)), 128 threads.
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_fwd_bf16_m32(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w, bf16_t* __restrict__ y,
+                       GEOM_PARAMS) {
+    igemm_bf16_body<false, 32>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                               ow_);
+}
+
+// dx = backward-data(dy, w) in bf16: grid (ceil(N / 64), ceil(Ci / 64)), 128 threads; `_m32`: grid
+// (ceil(N / 128), ceil(Ci / 32)).
 extern "C" __global__ void __launch_bounds__(H_THREADS)
     igemm_bwd_data_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w, bf16_t* __restrict__ dx,
                         GEOM_PARAMS) {
-    igemm_bf16_body<true>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_);
+    igemm_bf16_body<true, 64>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                              ow_);
+}
+
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_bwd_data_bf16_m32(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w, bf16_t* __restrict__ dx,
+                            GEOM_PARAMS) {
+    igemm_bf16_body<true, 32>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
+                              ow_);
 }
 
 // ---------------------------------------------------------------------------------------------------

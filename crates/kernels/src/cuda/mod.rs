@@ -3,11 +3,14 @@
 //! fixed order, so results are deterministic run to run):
 //!
 //! - [`CudaConvPath::Gemm`] (default): the tiled implicit-GEMM kernels of `conv3d_igemm.cu` — f32 with
-//!   64×64×16 block tiles and 4×4 register micro-tiles, bf16 on tensor cores (mma.sync m16n8k16,
-//!   64×64×32 block tiles, f32 accumulation), backward-weight split over a fixed partition of the
-//!   voxels into partial buffers summed in order by a second kernel, and a one-tap kernel for
-//!   backward-data when kernel == stride and padding 0 (conv_transpose3d kernel 2 stride 2).
-//!   Kernels with more than [`MAX_GEMM_TAPS`] taps use the direct kernels.
+//!   64×64×16 block tiles (32×128×16 for at most 32 output channels) and 4×4 register micro-tiles,
+//!   bf16 on tensor cores (mma.sync m16n8k16, 64×64×32 or 32×128×32 block tiles, f32 accumulation),
+//!   backward-weight (64×64×16 tiles, f32 accumulation for both dtypes) split over a fixed partition
+//!   of the voxels into partial buffers summed in order by a second kernel, and a one-tap kernel for
+//!   backward-data when kernel == stride and padding 0 (conv_transpose3d kernel 2 stride 2). The
+//!   im2col gathers use per-column tap masks when there are at most 32 taps (and stride 1 for
+//!   backward-data), bounds checks per axis otherwise. Kernels with more than [`MAX_GEMM_TAPS`] taps
+//!   use the direct kernels.
 //! - [`CudaConvPath::Direct`]: the direct reference kernels of `conv3d.cu` (f32; bf16 operands are
 //!   converted to f32 on the GPU and the result back to bf16).
 //!
@@ -34,8 +37,12 @@ const PTX_GEMM: &str = include_str!(concat!(env!("OUT_DIR"), "/conv3d_igemm.ptx"
 const MODULE_GEMM: &str = "magseg_kernels_conv3d_igemm";
 /// Most kernel taps the GEMM kernels take (`MAX_TAPS_TABLE` in conv3d_igemm.cu).
 pub(crate) const MAX_GEMM_TAPS: usize = 512;
-/// Block tile (M × N) of every GEMM kernel (`F_BM`/`F_BN`, `H_BM`/`H_BN`).
+/// Block tile (M and N) of the GEMM kernels (64 × 64; backward-weight always).
 const GEMM_TILE: usize = 64;
+/// Most output rows (channels) for the narrow `_m32` forward / backward-data kernels.
+const NARROW_ROWS: usize = 32;
+/// Block tile (M, N) of the narrow `_m32` kernels (BM = 32 template instances).
+const NARROW_TILE: (usize, usize) = (32, 128);
 /// K tile of the f32 kernels (`F_BK`): backward-weight chunks are multiples of it.
 const GEMM_BK: usize = 16;
 /// Threads per block of the f32 GEMM kernels (`F_THREADS`).
@@ -136,7 +143,8 @@ fn grid_dim(op: &'static str, n: usize) -> Result<u32, KernelsError> {
 
 /// Launches the implicit-GEMM data kernel `func` (forward or backward-data, f32 or bf16):
 /// `out[b, m, v] = Σ_k A[m][k] · B[k][(b, v)]` over `rows` = M channels and `vol` = voxels per
-/// channel of the output, tiles of [`GEMM_TILE`]², `threads` per block; returns a fresh output `shape`.
+/// channel of the output, `threads` per block; returns a fresh output `shape`. At most
+/// [`NARROW_ROWS`] rows run the `{func}_m32` kernel (32 × 128 block tiles), more the 64 × 64 one.
 #[allow(clippy::too_many_arguments)]
 fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
@@ -150,8 +158,13 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     shape: [usize; 5],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let args = geometry_args(op, g)?;
+    let (func, (bm, bn)) = if rows <= NARROW_ROWS {
+        (format!("{func}_m32"), NARROW_TILE)
+    } else {
+        (func.to_string(), (GEMM_TILE, GEMM_TILE))
+    };
     let cfg = LaunchConfig {
-        grid_dim: (grid_dim(op, (g.batch * vol).div_ceil(GEMM_TILE))?, grid_dim(op, rows.div_ceil(GEMM_TILE))?, 1),
+        grid_dim: (grid_dim(op, (g.batch * vol).div_ceil(bn))?, grid_dim(op, rows.div_ceil(bm))?, 1),
         block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     };
@@ -161,16 +174,17 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
         );
     }
     let out = dev.alloc_zeros::<T>(shape.iter().product())?;
-    let f = dev.get_or_load_custom_func(func, MODULE_GEMM, PTX_GEMM)?;
+    let f = dev.get_or_load_custom_func(&func, MODULE_GEMM, PTX_GEMM)?;
     let mut builder = f.builder();
     builder.arg(src).arg(w).arg(&out);
     for v in &args {
         builder.arg(v);
     }
-    // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16}(const T* src, const T* w, T* out, 18 x int), T = f32 or
-    // bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
+    // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16}[_m32](const T* src, const T* w, T* out, 18 x int), T = f32
+    // or bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
     // geometry (checked by `view`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
-    // writes only output rows by·64.. < rows and columns bx·64.. < N·vol, reads A and B only at indices
+    // writes only output rows by·bm.. < rows and columns bx·bn.. < N·vol (the kernel's tile is bm × bn,
+    // the grid covers rows and N·vol with it), reads A and B only at indices
     // the geometry bounds (gathers are bounds-checked per axis); `threads` is the block size the kernel
     // was written for (F_THREADS / H_THREADS, also its __launch_bounds__), shared memory is static;
     // the kernel's taps ≤ MAX_TAPS_TABLE (checked by `gemm_supported`).

@@ -23,7 +23,7 @@ inline std::barrier<>* g_bar = nullptr;
 #define __forceinline__ inline
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __restrict__
 
 inline void __syncthreads() { g_bar->arrive_and_wait(); }
@@ -91,26 +91,29 @@ inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigne
     for (int e = 0; e < 4; ++e) c[e] = out[e];
 }
 
-// Runs `kernel(args...)` over `grid` blocks of `block` threads (x only), one block at a time.
+// Runs `kernel()` over `grid` blocks of `block` threads (x only), one block at a time: the threads are
+// created once per launch and meet at the barrier after every block (a thread that returns early from
+// the kernel goes straight to that barrier; kernels that call __syncthreads never return early).
 template <class F>
 inline void emu_launch(dim3 grid, dim3 block, F kernel) {
     gridDim = grid;
     blockDim = block;
     const int nthreads = (int)(block.x * block.y * block.z);
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-        for (unsigned by = 0; by < grid.y; ++by)
-            for (unsigned bx = 0; bx < grid.x; ++bx) {
-                std::barrier<> bar(nthreads);
-                g_bar = &bar;
-                std::vector<std::thread> ts;
-                ts.reserve(nthreads);
-                for (int t = 0; t < nthreads; ++t) {
-                    ts.emplace_back([&, t] {
-                        threadIdx = dim3{(unsigned)t, 0, 0};
+    std::barrier<> bar(nthreads);
+    g_bar = &bar;
+    std::vector<std::thread> ts;
+    ts.reserve(nthreads);
+    for (int t = 0; t < nthreads; ++t) {
+        ts.emplace_back([&, t] {
+            threadIdx = dim3{(unsigned)t, 0, 0};
+            for (unsigned bz = 0; bz < grid.z; ++bz)
+                for (unsigned by = 0; by < grid.y; ++by)
+                    for (unsigned bx = 0; bx < grid.x; ++bx) {
                         blockIdx = dim3{bx, by, bz};
                         kernel();
-                    });
-                }
-                for (auto& th : ts) th.join();
-            }
+                        bar.arrive_and_wait();
+                    }
+        });
+    }
+    for (auto& th : ts) th.join();
 }

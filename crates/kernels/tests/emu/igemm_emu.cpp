@@ -118,26 +118,36 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
     const double tol = bf16 ? 1e-2 : 1e-4;
     const unsigned threads = bf16 ? 128 : 256;
     for (int rep = 0; rep < 1; ++rep) {
-        // forward
-        std::vector<T> y1(yl), y2(yl);
-        for (auto* out : {&y1, &y2}) {
-            dim3 grid{(unsigned)((g.n * g.out_vol() + 63) / 64), (unsigned)((g.co + 63) / 64), 1};
-            emu_launch(grid, dim3{threads, 1, 1}, [&] {
-                if constexpr (sizeof(T) == 2) igemm_fwd_bf16(xt.data(), wtt.data(), out->data(), GARGS(g));
-                else igemm_fwd_f32(xt.data(), wtt.data(), out->data(), GARGS(g));
-            });
+        // forward and backward-data, both block-tile variants (64 x 64 and the narrow 32 x 128 `_m32`)
+        using Kern = void (*)(const T*, const T*, T*, int, int, int, int, int, int, int, int, int, int, int, int, int,
+                              int, int, int, int, int);
+        struct Variant {
+            const char* fwd_name;
+            Kern fwd, bwd;
+            int bm, bn;
+        };
+        Variant variants[2];
+        if constexpr (sizeof(T) == 2) {
+            variants[0] = {"forward", igemm_fwd_bf16, igemm_bwd_data_bf16, 64, 64};
+            variants[1] = {"forward m32", igemm_fwd_bf16_m32, igemm_bwd_data_bf16_m32, 32, 128};
+        } else {
+            variants[0] = {"forward", igemm_fwd_f32, igemm_bwd_data_f32, 64, 64};
+            variants[1] = {"forward m32", igemm_fwd_f32_m32, igemm_bwd_data_f32_m32, 32, 128};
         }
-        compare("forward", name, y1, y2, y_ref, tol);
-        // backward-data
-        std::vector<T> d1(xl), d2(xl);
-        for (auto* out : {&d1, &d2}) {
-            dim3 grid{(unsigned)((g.n * g.in_vol() + 63) / 64), (unsigned)((g.ci + 63) / 64), 1};
-            emu_launch(grid, dim3{threads, 1, 1}, [&] {
-                if constexpr (sizeof(T) == 2) igemm_bwd_data_bf16(dyt.data(), wtt.data(), out->data(), GARGS(g));
-                else igemm_bwd_data_f32(dyt.data(), wtt.data(), out->data(), GARGS(g));
-            });
+        for (const Variant& var : variants) {
+            std::vector<T> y1(yl), y2(yl);
+            for (auto* out : {&y1, &y2}) {
+                dim3 grid{(unsigned)((g.n * g.out_vol() + var.bn - 1) / var.bn), (unsigned)((g.co + var.bm - 1) / var.bm), 1};
+                emu_launch(grid, dim3{threads, 1, 1}, [&] { var.fwd(xt.data(), wtt.data(), out->data(), GARGS(g)); });
+            }
+            compare(var.fwd_name, name, y1, y2, y_ref, tol);
+            std::vector<T> d1(xl), d2(xl);
+            for (auto* out : {&d1, &d2}) {
+                dim3 grid{(unsigned)((g.n * g.in_vol() + var.bn - 1) / var.bn), (unsigned)((g.ci + var.bm - 1) / var.bm), 1};
+                emu_launch(grid, dim3{threads, 1, 1}, [&] { var.bwd(dyt.data(), wtt.data(), out->data(), GARGS(g)); });
+            }
+            compare(var.bm == 64 ? "bwd-data" : "bwd-data m32", name, d1, d2, dx_ref, tol);
         }
-        compare("bwd-data", name, d1, d2, dx_ref, tol);
         if (g.kd == g.sd && g.kh == g.sh && g.kw == g.sw && g.pd == 0 && g.ph == 0 && g.pw == 0) {
             std::vector<T> n1(xl), n2(xl);
             const long long total = (long long)g.n * ((g.ci + 7) / 8) * g.in_vol();

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Host emulation of the implicit-GEMM CUDA kernels (no GPU needed): compiles tests/emu/igemm_emu.cpp, which
-# includes src/cuda/conv3d_igemm.cu through tests/emu/cuda_emu.hpp, with g++ (C++20) and runs it.
-# Usage: crates/kernels/tests/emu/run.sh   (exit status 0 when every check passes)
+# Host emulation of the CUDA kernels (no GPU needed): compiles tests/emu/igemm_emu.cpp (implicit-GEMM
+# kernels of src/cuda/conv3d_igemm.cu) and tests/emu/direct_emu.cpp (direct kernels of src/cuda/conv3d.cu),
+# which include the .cu files through tests/emu/cuda_emu.hpp, with g++ (C++20), and runs both.
+# Usage: crates/kernels/tests/emu/run.sh   (exit status 0 when every check passes; ~2 min on 2 cores)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-out="${TMPDIR:-/tmp}/magseg_igemm_emu"
-g++ -std=c++20 -O2 -pthread -Wall -Wno-unused-variable -Wno-unknown-pragmas -fno-strict-aliasing -o "$out" "$here/igemm_emu.cpp"
-"$out"
+flags=(-std=c++20 -O2 -pthread -Wall -Wno-unused-variable -Wno-unused-function -Wno-unknown-pragmas -fno-strict-aliasing)
+for name in igemm_emu direct_emu; do
+    out="${TMPDIR:-/tmp}/magseg_$name"
+    g++ "${flags[@]}" -o "$out" "$here/$name.cpp"
+    "$out"
+done
