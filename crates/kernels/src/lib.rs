@@ -47,10 +47,10 @@
 //! direct kernels, anything else the GEMM kernels):
 //!
 //! - **implicit GEMM** (`conv3d_igemm.cu`): shared-memory block tiles with the im2col matrix gathered
-//!   on the fly; f32 with 4×4 register micro-tiles, bf16 on tensor cores (`mma.sync` m16n8k16, f32
-//!   accumulation); backward-weight as split-K over a fixed partition of the voxels into partial
-//!   buffers that a second kernel sums in order; a one-tap kernel for backward-data when kernel ==
-//!   stride and padding is 0 (conv_transpose3d kernel 2 stride 2);
+//!   on the fly; f32 with 4×4 register micro-tiles, bf16 on tensor cores in all three passes
+//!   (`mma.sync` m16n8k16, f32 accumulation); backward-weight as split-K over a fixed partition of
+//!   the voxels into partial buffers that a second kernel sums in order; a one-tap kernel for
+//!   backward-data when kernel == stride and padding is 0 (conv_transpose3d kernel 2 stride 2);
 //! - **direct** (`conv3d.cu`, the reference): one thread per output element (forward) or input element
 //!   (backward-data), one block per (output, input channel) pair with a shared-memory tree reduction
 //!   (backward-weight); f32 only, bf16 goes through f32 on the GPU.

@@ -484,6 +484,8 @@ extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
                             od_, oh_, ow_);
 }
 
+// bf16 inputs, FMA: not launched (src/cuda/mod.rs uses igemm_wgrad_bf16_mma); kept as a tested
+// alternative without tensor cores (tests/emu).
 extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_wgrad_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
                      long long run, GEOM_PARAMS) {
@@ -702,6 +704,170 @@ extern "C" __global__ void __launch_bounds__(H_THREADS)
                             GEOM_PARAMS) {
     igemm_bf16_body<true, 32>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
                               ow_);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// bf16 backward-weight on tensor cores (f32 accumulation, f32 partials summed by wgrad_sum_bf16): the
+// GEMM M = Co, N = Ci * taps, K = voxels of the chunk blockIdx.z (as igemm_wgrad_*), block tile 64 x 64
+// x 32, 128 threads = 4 warps in 2 x 2 with 32 x 32 warp tiles of mma.sync.m16n8k16, tiles stored
+// k-contiguous (As[m][k], Bs[n][k], rows of 40 bf16) and double-buffered. Loaders: thread -> k row
+// tid % 32 (consecutive threads read consecutive voxels of dy and x) and rows m / columns
+// n = tid / 32 + 4 * i (i < 16); the (channel, tap) of each column comes from a per-block table.
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_wgrad_bf16_mma(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
+                         long long run, GEOM_PARAMS) {
+    constexpr int BM = 64, BN = 64;
+    __shared__ __align__(16) bf16_t As[2][BM][H_LD];
+    __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
+    __shared__ long long col_off[BN];
+    __shared__ int col_dz[BN], col_dy[BN], col_dx[BN];
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int taps = kd_ * kh_ * kw_;
+    const int M = co;
+    const int N = ci * taps;
+    const long long in_vol = (long long)id_ * ih_ * iw_;
+    const long long out_vol = (long long)od_ * oh_ * ow_;
+    const long long K = (long long)n * out_vol;
+    const long long kbeg = (long long)blockIdx.z * run;
+    const long long kend = min(K, kbeg + run);
+    const int m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * BN;
+    // Column table: channel offset and tap minus padding; a column past N gets a z offset that makes
+    // every gather fall outside the input (z < 0).
+    for (int j = tid; j < BN; j += H_THREADS) {
+        const int nn = n0 + j;
+        if (nn < N) {
+            const int c = nn / taps;
+            int t = nn - c * taps;
+            col_dx[j] = t % kw_ - pw;
+            t /= kw_;
+            col_dy[j] = t % kh_ - ph;
+            col_dz[j] = t / kh_ - pd;
+            col_off[j] = (long long)c * in_vol;
+        } else {
+            col_off[j] = 0;
+            col_dz[j] = -(1 << 30);
+            col_dy[j] = 0;
+            col_dx[j] = 0;
+        }
+    }
+    const int kq = tid & 31, r4 = tid >> 5;
+    long long k = kbeg + kq;
+    int b, oz, oy, ox;
+    {
+        const long long kc = k < K ? k : 0;
+        b = (int)(kc / out_vol);
+        long long r = kc - (long long)b * out_vol;
+        ox = (int)(r % ow_);
+        r /= ow_;
+        oy = (int)(r % oh_);
+        oz = (int)(r / oh_);
+    }
+    bf16_t ra[16], rb[16];
+    auto load_tile = [&]() {
+        const bool kok = k < kend;
+        const long long vox = ((long long)oz * oh_ + oy) * ow_ + ox;
+        const long long dy_base = (long long)b * co * out_vol + vox;
+        const long long x_base = (long long)b * ci * in_vol;
+        const int z0 = oz * sd, y0 = oy * sh, x0 = ox * sw;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            const int m = m0 + r4 + 4 * i;
+            ra[i] = (kok && m < M) ? __ldg(dy + dy_base + (long long)m * out_vol) : (bf16_t)0;
+            const int j = r4 + 4 * i;
+            const int z = z0 + col_dz[j], y = y0 + col_dy[j], xx = x0 + col_dx[j];
+            bf16_t val = 0;
+            if (kok && (unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
+                val = __ldg(x + x_base + col_off[j] + ((long long)z * ih_ + y) * iw_ + xx);
+            }
+            rb[i] = val;
+        }
+        // Advance this thread's k row by one tile (32 voxels).
+        k += H_BK;
+        ox += H_BK;
+        while (ox >= ow_) {
+            ox -= ow_;
+            if (++oy == oh_) {
+                oy = 0;
+                if (++oz == od_) {
+                    oz = 0;
+                    ++b;
+                }
+            }
+        }
+    };
+    auto store_tile = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) {
+            As[buf][r4 + 4 * i][kq] = ra[i];
+            Bs[buf][r4 + 4 * i][kq] = rb[i];
+        }
+    };
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    const int g = lane >> 2, tg = lane & 3;
+    float acc[2][4][4];
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+    __syncthreads();  // column table ready
+    const long long span = kend > kbeg ? kend - kbeg : 0;
+    const int ntiles = (int)((span + H_BK - 1) / H_BK);
+    if (ntiles > 0) {
+        load_tile();
+        store_tile(0);
+    }
+    __syncthreads();
+    for (int kt = 0; kt < ntiles; ++kt) {
+        const int cur = kt & 1;
+        if (kt + 1 < ntiles) load_tile();
+#pragma unroll
+        for (int ks = 0; ks < H_BK; ks += 16) {
+            unsigned int af[2][4], bfr[4][2];
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+                const int r = wm + i * 16 + g;
+                af[i][0] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2]);
+                af[i][1] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2]);
+                af[i][2] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2 + 8]);
+                af[i][3] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2 + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int cidx = wn + j * 8 + g;
+                bfr[j][0] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2]);
+                bfr[j][1] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2 + 8]);
+            }
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
+        }
+        if (kt + 1 < ntiles) store_tile(cur ^ 1);
+        __syncthreads();
+    }
+    // C fragment: acc[i][j][0..1] at (row g, cols 2tg, 2tg+1), acc[i][j][2..3] at row g + 8.
+    float* dst = partial + (long long)blockIdx.z * M * N;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int m = m0 + wm + i * 16 + g + h * 8;
+            if (m >= M) continue;
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                    const int nn = n0 + wn + j * 8 + tg * 2 + e;
+                    if (nn < N) dst[(long long)m * N + nn] = acc[i][j][h * 2 + e];
+                }
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

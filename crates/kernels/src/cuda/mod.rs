@@ -5,9 +5,10 @@
 //! - [`CudaConvPath::Gemm`] (default): the tiled implicit-GEMM kernels of `conv3d_igemm.cu` — f32 with
 //!   64×64×16 block tiles (32×128×16 for at most 32 output channels) and 4×4 register micro-tiles,
 //!   bf16 on tensor cores (mma.sync m16n8k16, 64×64×32 or 32×128×32 block tiles, f32 accumulation),
-//!   backward-weight (64×64×16 tiles, f32 accumulation for both dtypes) split over a fixed partition
-//!   of the voxels into partial buffers summed in order by a second kernel, and a one-tap kernel for
-//!   backward-data when kernel == stride and padding 0 (conv_transpose3d kernel 2 stride 2). The
+//!   backward-weight (f32: 64×64×16 FMA tiles; bf16: 64×64×32 tensor-core tiles; f32 accumulation)
+//!   split over a fixed partition of the voxels into partial buffers summed in order by a second
+//!   kernel, and a one-tap kernel for backward-data when kernel == stride and padding 0
+//!   (conv_transpose3d kernel 2 stride 2). The
 //!   im2col gathers use per-column tap masks when there are at most 32 taps (and stride 1 for
 //!   backward-data), bounds checks per axis otherwise. Kernels with more than [`MAX_GEMM_TAPS`] taps
 //!   use the direct kernels.
@@ -398,7 +399,7 @@ fn gemm_wgrad_partition(g: &Conv3dGeometry) -> (usize, usize) {
 #[allow(clippy::too_many_arguments)]
 fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
-    (func, sum_func): (&str, &str),
+    (func, threads, sum_func): (&str, u32, &str),
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
     dy: &CudaView<'_, T>,
@@ -413,7 +414,7 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
             grid_dim(op, g.out_channels.div_ceil(GEMM_TILE))?,
             grid_dim(op, chunks)?,
         ),
-        block_dim: (F32_THREADS, 1, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     };
     if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
@@ -428,12 +429,12 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     for v in &args {
         builder.arg(v);
     }
-    // SAFETY: igemm_wgrad_{f32,bf16}(const T* x, const T* dy, float* partial, long long run, 18 x int):
-    // `x` and `dy` are views of the input and output sizes of the geometry (checked by `view`),
-    // `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block (bx, by, z) reads the
-    // voxels z·run.. < min(N·out_vol, (z+1)·run) (x gathers bounds-checked per axis) and writes only
-    // its 64×64 tile (rows < Co, columns < Ci·taps) of chunk z; 256 threads as the kernel's
-    // F_THREADS, static shared memory.
+    // SAFETY: igemm_wgrad_f32 / igemm_wgrad_bf16_mma(const T* x, const T* dy, float* partial,
+    // long long run, 18 x int): `x` and `dy` are views of the input and output sizes of the geometry
+    // (checked by `view`), `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block
+    // (bx, by, z) reads the voxels z·run.. < min(N·out_vol, (z+1)·run) (x gathers bounds-checked per
+    // axis) and writes only its 64×64 tile (rows < Co, columns < Ci·taps) of chunk z; `threads` is the
+    // kernel's block size (F_THREADS = 256 / H_THREADS = 128), static shared memory.
     unsafe { builder.launch(cfg) }.w()?;
     let out = dev.alloc_zeros::<T>(len)?;
     let f = dev.get_or_load_custom_func(sum_func, MODULE_GEMM, PTX_GEMM)?;
@@ -463,14 +464,14 @@ pub(crate) fn backward_weight(
         (CudaStorageSlice::F32(x), CudaStorageSlice::F32(dy)) => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
             if gemm {
-                run_igemm_wgrad(op, ("igemm_wgrad_f32", "wgrad_sum_f32"), dev, &x, &dy, g)
+                run_igemm_wgrad(op, ("igemm_wgrad_f32", F32_THREADS, "wgrad_sum_f32"), dev, &x, &dy, g)
             } else {
                 direct_backward_weight(op, g, dev, &x, &dy)
             }
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) if gemm => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
-            run_igemm_wgrad(op, ("igemm_wgrad_bf16", "wgrad_sum_bf16"), dev, &x, &dy, g)
+            run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", BF16_THREADS, "wgrad_sum_bf16"), dev, &x, &dy, g)
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_weight(op, g, path, a, b)),
     }

@@ -159,31 +159,38 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
             }
             compare("bwd-data 1tap", name, n1, n2, dx_ref, tol);
         }
-        // backward-weight: the partition of mod.rs, then a forced (possibly odd) run length
-        for (long force : {0L, forced_run}) {
-            if (force < 0) continue;
-            long chunks, run;
-            partition(g, chunks, run);
-            if (force > 0) {
-                run = force;
-                chunks = ((long)g.n * g.out_vol() + run - 1) / run;
+        // backward-weight: the partition of mod.rs, then a forced (possibly odd) run length; for bf16 both
+        // the FMA kernel and the tensor-core one
+        for (int mma = 0; mma < (sizeof(T) == 2 ? 2 : 1); ++mma) {
+            for (long force : {0L, forced_run}) {
+                if (force < 0) continue;
+                long chunks, run;
+                partition(g, chunks, run);
+                if (force > 0) {
+                    run = force;
+                    chunks = ((long)g.n * g.out_vol() + run - 1) / run;
+                }
+                std::vector<T> w1(wl), w2(wl);
+                for (auto* out : {&w1, &w2}) {
+                    std::vector<float> partial(wl * chunks, -7.f);
+                    dim3 grid{(unsigned)(((long)g.ci * g.taps() + 63) / 64), (unsigned)((g.co + 63) / 64), (unsigned)chunks};
+                    emu_launch(grid, dim3{mma ? 128u : 256u, 1, 1}, [&] {
+                        if constexpr (sizeof(T) == 2) {
+                            if (mma) igemm_wgrad_bf16_mma(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                            else igemm_wgrad_bf16(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                        } else {
+                            igemm_wgrad_f32(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                        }
+                    });
+                    emu_launch(dim3{(unsigned)((wl + 255) / 256), 1, 1}, dim3{256, 1, 1}, [&] {
+                        if constexpr (sizeof(T) == 2) wgrad_sum_bf16(partial.data(), out->data(), (long long)wl, (int)chunks);
+                        else wgrad_sum_f32(partial.data(), out->data(), (long long)wl, (int)chunks);
+                    });
+                }
+                char label[64];
+                std::snprintf(label, sizeof label, "bwd-weight%s/%ld", mma ? " mma" : "", chunks);
+                compare(label, name, w1, w2, dw_ref, tol);
             }
-            std::vector<T> w1(wl), w2(wl);
-            for (auto* out : {&w1, &w2}) {
-                std::vector<float> partial(wl * chunks, -7.f);
-                dim3 grid{(unsigned)(((long)g.ci * g.taps() + 63) / 64), (unsigned)((g.co + 63) / 64), (unsigned)chunks};
-                emu_launch(grid, dim3{256, 1, 1}, [&] {
-                    if constexpr (sizeof(T) == 2) igemm_wgrad_bf16(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
-                    else igemm_wgrad_f32(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
-                });
-                emu_launch(dim3{(unsigned)((wl + 255) / 256), 1, 1}, dim3{256, 1, 1}, [&] {
-                    if constexpr (sizeof(T) == 2) wgrad_sum_bf16(partial.data(), out->data(), (long long)wl, (int)chunks);
-                    else wgrad_sum_f32(partial.data(), out->data(), (long long)wl, (int)chunks);
-                });
-            }
-            char label[64];
-            std::snprintf(label, sizeof label, "bwd-weight/%ld", chunks);
-            compare(label, name, w1, w2, dw_ref, tol);
         }
     }
 }
