@@ -7,7 +7,10 @@
 //! CUDA path (`default_path`: GEMM unless `MAGSEG_CONV_CUDA=direct`); `direct_*`: f32 on the direct
 //! reference kernels; `gemm_*`: f32 on the GEMM kernels; `bf16_*`: bf16 on the GEMM kernels (tensor
 //! cores); `convt_k2s2_ms` / `bf16_convt_k2s2_ms`: conv_transpose3d kernel 2 stride 2, 2 × 32 → 16
-//! channels, 32³ → 64³, forward only (GEMM path).
+//! channels, 32³ → 64³, forward only (GEMM path); `check_*`: at the benchmark shape, the largest
+//! |difference| relative to the largest |value| between the direct f32 result and the GEMM f32
+//! (`check_gemm_{fwd,bwd_data,bwd_weight}`, expect ≲ 1e-5) and GEMM bf16 results
+//! (`check_bf16_*`, inputs rounded to bf16 for both, expect ≲ 1e-2).
 //!
 //! `cargo run --release -p magseg-kernels --features cuda --example conv_gpu_bench [-- REPS]`
 
@@ -65,6 +68,49 @@ fn time_passes(
     Ok([fwd, bwd_data, bwd_weight, fwd_bwd])
 }
 
+/// A JSON number, or `null` when not finite (a NaN from a broken kernel must not break the JSON).
+fn json(v: f64) -> String {
+    if v.is_finite() {
+        v.to_string()
+    } else {
+        "null".to_string()
+    }
+}
+
+/// max |a − b| / max |a| (both cast to f32).
+fn rel_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
+    let (a, b) = (a.to_dtype(DType::F32)?, b.to_dtype(DType::F32)?);
+    let num = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    let den = a.abs()?.max_all()?.to_scalar::<f32>()?.max(1e-30);
+    Ok(((num / den) as f64 * 1e9).round() / 1e9)
+}
+
+/// Differences of the three passes at geometry `g`: direct f32 vs GEMM f32 and vs GEMM bf16, on inputs
+/// rounded to bf16 (so all three see the same values).
+fn check_passes(dev: &Device, g: Conv3dGeometry) -> candle_core::Result<[f64; 6]> {
+    let round = |t: Tensor| t.to_dtype(DType::BF16)?.to_dtype(DType::F32);
+    let x = round(Tensor::randn(0f32, 1.0, g.input_shape().to_vec(), dev)?)?;
+    let w = round((Tensor::randn(0f32, 1.0, g.weight_shape().to_vec(), dev)? * 0.05)?)?;
+    let dy = round(Tensor::randn(0f32, 1.0, g.output_shape().to_vec(), dev)?)?;
+    let passes = |path: CudaConvPath, dt: DType| -> candle_core::Result<[Tensor; 3]> {
+        let (x, w, dy) = (x.to_dtype(dt)?, w.to_dtype(dt)?, dy.to_dtype(dt)?);
+        Ok([
+            x.apply_op2_no_bwd(&w, &Conv3d { geometry: g, path })?,
+            dy.apply_op2_no_bwd(&w, &Conv3dBackwardData { geometry: g, path })?,
+            x.apply_op2_no_bwd(&dy, &Conv3dBackwardWeight { geometry: g, path })?,
+        ])
+    };
+    let direct = passes(CudaConvPath::Direct, DType::F32)?;
+    let gemm = passes(CudaConvPath::Gemm, DType::F32)?;
+    let bf16 = passes(CudaConvPath::Gemm, DType::BF16)?;
+    let mut out = [0.0; 6];
+    for i in 0..3 {
+        out[i] = rel_diff(&direct[i], &gemm[i])?;
+        out[3 + i] = rel_diff(&direct[i], &bf16[i])?;
+    }
+    Ok(out)
+}
+
 /// conv_transpose3d k2 s2 forward, 2 × 32 → 16 channels, 32³ → 64³, in ms.
 fn time_convt(dev: &Device, reps: usize, dt: DType) -> candle_core::Result<f64> {
     // The convolution this transposed convolution undoes: input 64³ × 16 channels, output 32³ × 32.
@@ -85,6 +131,7 @@ fn main() -> candle_core::Result<()> {
     let bf16 = time_passes(&dev, reps, g, DType::BF16, CudaConvPath::Gemm)?;
     let convt = time_convt(&dev, reps, DType::F32)?;
     let bf16_convt = time_convt(&dev, reps, DType::BF16)?;
+    let check = check_passes(&dev, g)?;
     let gflops = |ms: f64| (g.flops() / (ms * 1e-3) / 1e9 * 10.0).round() / 10.0;
     let keys = |prefix: &str, t: &[f64; 4]| {
         let names = ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms"];
@@ -92,7 +139,9 @@ fn main() -> candle_core::Result<()> {
     };
     println!(
         "{{\"shape\":\"2x32x64^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},\
-         \"bf16_fwd_gflops\":{},\"convt_k2s2_ms\":{},\"bf16_convt_k2s2_ms\":{}}}",
+         \"bf16_fwd_gflops\":{},\"convt_k2s2_ms\":{},\"bf16_convt_k2s2_ms\":{},\"check_gemm_fwd\":{},\
+         \"check_gemm_bwd_data\":{},\"check_gemm_bwd_weight\":{},\"check_bf16_fwd\":{},\"check_bf16_bwd_data\":{},\
+         \"check_bf16_bwd_weight\":{}}}",
         CudaConvPath::Auto.resolve(),
         keys("", &default),
         gflops(default[0]),
@@ -101,7 +150,13 @@ fn main() -> candle_core::Result<()> {
         keys("bf16_", &bf16),
         gflops(bf16[0]),
         r(convt),
-        r(bf16_convt)
+        r(bf16_convt),
+        json(check[0]),
+        json(check[1]),
+        json(check[2]),
+        json(check[3]),
+        json(check[4]),
+        json(check[5])
     );
     Ok(())
 }
