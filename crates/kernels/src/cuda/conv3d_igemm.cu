@@ -196,9 +196,6 @@ __device__ __forceinline__ unsigned column_mask(const DataView& v, const Column&
 // B loader: thread -> column n = tid % BN (consecutive threads read consecutive voxels),
 // k = (tid / BN) * B_PER + 0..B_PER-1.
 #define F_BK 16
-// Backward-weight block tile (M x N).
-#define F_BM 64
-#define F_BN 64
 #define F_THREADS 256
 
 template <bool TRANSPOSED, int BM>
@@ -339,16 +336,24 @@ extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Backward-weight (f32 accumulation; x and dy as f32 or bf16): the same 64 x 64 x 16 tiles and
-// 4 x 4 micro-tiles. K = batch * output voxels is split into `chunks` fixed runs of `run` voxels
-// (blockIdx.z = chunk); block (nx, my, z) writes its tile of chunk z into partial[z][Co][Ci * taps],
-// and wgrad_sum_* adds the chunks in order. Loaders: thread -> k row tid % 16 (consecutive threads
-// read consecutive voxels of x and dy), rows m / columns n = tid / 16 + 16 * i.
-template <typename T>
+// Backward-weight (f32 accumulation; x and dy as f32 or bf16): BM x BN x 16 tiles (64 x 64, or
+// 32 x 128 for at most 32 output channels: `_m32`) and 4 x 4 micro-tiles. K = batch * output voxels is
+// split into `chunks` fixed runs of `run` voxels (blockIdx.z = chunk); block (nx, my, z) writes its
+// tile of chunk z into partial[z][Co][Ci * taps], and wgrad_sum_* adds the chunks in order. Loaders:
+// thread -> k row tid % 16 (consecutive threads read consecutive voxels of x and dy), rows m /
+// columns n = tid / 16 + 16 * i; the (channel, tap) of each column comes from a per-block table.
+template <typename T, int BM>
 __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const T* __restrict__ dy,
                                                  float* __restrict__ partial, long long run, GEOM_PARAMS) {
-    __shared__ __align__(16) float As[2][F_BK][F_BM + 4];
-    __shared__ __align__(16) float Bs[2][F_BK][F_BN + 4];
+    constexpr int BN = 4096 / BM;
+    constexpr int A_PER = BM / 16;  // rows per thread
+    constexpr int B_PER = BN / 16;  // columns per thread
+    constexpr int TX = BN / 4;      // threads along N in the compute grid
+    static_assert(BM * BN == 4096 && A_PER >= 1 && B_PER >= 1, "tile shape");
+    __shared__ __align__(16) float As[2][F_BK][BM + 4];
+    __shared__ __align__(16) float Bs[2][F_BK][BN + 4];
+    __shared__ long long col_off[BN];
+    __shared__ int col_dz[BN], col_dy[BN], col_dx[BN];
     const int tid = threadIdx.x;
     const int taps = kd_ * kh_ * kw_;
     const int M = co;
@@ -358,27 +363,29 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
     const long long K = (long long)n * out_vol;
     const long long kbeg = (long long)blockIdx.z * run;
     const long long kend = min(K, kbeg + run);
-    const int m0 = blockIdx.y * F_BM;
-    const int n0 = blockIdx.x * F_BN;
+    const int m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * BN;
 
     const int kk_row = tid % 16;
     const int r16 = tid / 16;
-    // Fixed columns (c, tap) of this thread's B loads.
-    long long boff[4];
-    int bz[4], by[4], bx[4];
-    bool bok[4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int nn = n0 + r16 + 16 * i;
-        bok[i] = nn < N;
-        const int q = bok[i] ? nn : 0;
-        const int c = q / taps;
-        int t = q - c * taps;
-        bx[i] = t % kw_ - pw;
-        t /= kw_;
-        by[i] = t % kh_ - ph;
-        bz[i] = t / kh_ - pd;
-        boff[i] = (long long)c * in_vol;
+    // Column table: channel offset and tap minus padding; a column past N gets a z offset that makes
+    // every gather fall outside the input (z < 0).
+    for (int j = tid; j < BN; j += F_THREADS) {
+        const int nn = n0 + j;
+        if (nn < N) {
+            const int c = nn / taps;
+            int t = nn - c * taps;
+            col_dx[j] = t % kw_ - pw;
+            t /= kw_;
+            col_dy[j] = t % kh_ - ph;
+            col_dz[j] = t / kh_ - pd;
+            col_off[j] = (long long)c * in_vol;
+        } else {
+            col_off[j] = 0;
+            col_dz[j] = -(1 << 30);
+            col_dy[j] = 0;
+            col_dx[j] = 0;
+        }
     }
     // The k row this thread loads: k = kbeg + kt * 16 + kk_row -> (b, oz, oy, ox), advanced per tile.
     long long k = kbeg + kk_row;
@@ -392,7 +399,7 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
         oy = (int)(r % oh_);
         oz = (int)(r / oh_);
     }
-    float ra[4], rb[4];
+    float ra[A_PER], rb[B_PER];
     auto load_tile = [&]() {
         const bool kok = k < kend;
         const long long vox = ((long long)oz * oh_ + oy) * ow_ + ox;
@@ -400,15 +407,17 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
         const long long x_base = (long long)b * ci * in_vol;
         const int z0 = oz * sd, y0 = oy * sh, x0 = ox * sw;
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
+        for (int i = 0; i < A_PER; ++i) {
             const int m = m0 + r16 + 16 * i;
             ra[i] = (kok && m < M) ? load_f(dy + dy_base + (long long)m * out_vol) : 0.0f;
+        }
+#pragma unroll
+        for (int i = 0; i < B_PER; ++i) {
+            const int j = r16 + 16 * i;
+            const int z = z0 + col_dz[j], y = y0 + col_dy[j], xx = x0 + col_dx[j];
             float val = 0.0f;
-            if (kok && bok[i]) {
-                const int z = z0 + bz[i], y = y0 + by[i], xx = x0 + bx[i];
-                if ((unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
-                    val = load_f(x + x_base + boff[i] + ((long long)z * ih_ + y) * iw_ + xx);
-                }
+            if (kok && (unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
+                val = load_f(x + x_base + col_off[j] + ((long long)z * ih_ + y) * iw_ + xx);
             }
             rb[i] = val;
         }
@@ -428,17 +437,17 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
     };
     auto store_tile = [&](int buf) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            As[buf][kk_row][r16 + 16 * i] = ra[i];
-            Bs[buf][kk_row][r16 + 16 * i] = rb[i];
-        }
+        for (int i = 0; i < A_PER; ++i) As[buf][kk_row][r16 + 16 * i] = ra[i];
+#pragma unroll
+        for (int i = 0; i < B_PER; ++i) Bs[buf][kk_row][r16 + 16 * i] = rb[i];
     };
-    const int tx = tid % 16, ty = tid / 16;
+    const int tx = tid % TX, ty = tid / TX;
     float acc[4][4];
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    __syncthreads();  // column table ready
     const long long span = kend > kbeg ? kend - kbeg : 0;
     const int ntiles = (int)((span + F_BK - 1) / F_BK);
     if (ntiles > 0) {
@@ -476,12 +485,20 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
     }
 }
 
-// Grid (ceil(Ci * taps / 64), ceil(Co / 64), chunks), 256 threads.
+// Grid (ceil(Ci * taps / 64), ceil(Co / 64), chunks), 256 threads; `_m32`: grid
+// (ceil(Ci * taps / 128), ceil(Co / 32), chunks).
 extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_wgrad_f32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
                     long long run, GEOM_PARAMS) {
-    igemm_wgrad_body<float>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
-                            od_, oh_, ow_);
+    igemm_wgrad_body<float, 64>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
+                                od_, oh_, ow_);
+}
+
+extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
+    igemm_wgrad_f32_m32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
+                        long long run, GEOM_PARAMS) {
+    igemm_wgrad_body<float, 32>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
+                                od_, oh_, ow_);
 }
 
 // bf16 inputs, FMA: not launched (src/cuda/mod.rs uses igemm_wgrad_bf16_mma); kept as a tested
@@ -489,8 +506,8 @@ extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
 extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
     igemm_wgrad_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
                      long long run, GEOM_PARAMS) {
-    igemm_wgrad_body<bf16_t>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
-                             od_, oh_, ow_);
+    igemm_wgrad_body<bf16_t, 64>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph,
+                                 pw, od_, oh_, ow_);
 }
 
 // dw[i] = sum_{z < chunks} partial[z * len + i], in order of z (deterministic), as f32 or bf16.

@@ -5,13 +5,12 @@
 //! - [`CudaConvPath::Gemm`] (default): the tiled implicit-GEMM kernels of `conv3d_igemm.cu` — f32 with
 //!   64×64×16 block tiles (32×128×16 for at most 32 output channels) and 4×4 register micro-tiles,
 //!   bf16 on tensor cores (mma.sync m16n8k16, 64×64×32 or 32×128×32 block tiles, f32 accumulation),
-//!   backward-weight (f32: 64×64×16 FMA tiles; bf16: 64×64×32 tensor-core tiles; f32 accumulation)
-//!   split over a fixed partition of the voxels into partial buffers summed in order by a second
-//!   kernel, and a one-tap kernel for backward-data when kernel == stride and padding 0
-//!   (conv_transpose3d kernel 2 stride 2). The
-//!   im2col gathers use per-column tap masks when there are at most 32 taps (and stride 1 for
-//!   backward-data), bounds checks per axis otherwise. Kernels with more than [`MAX_GEMM_TAPS`] taps
-//!   use the direct kernels.
+//!   backward-weight (f32: 64×64×16 or 32×128×16 FMA tiles; bf16: 64×64×32 tensor-core tiles; f32
+//!   accumulation) split over a fixed partition of the voxels into partial buffers summed in order by
+//!   a second kernel, and a one-tap kernel for backward-data when kernel == stride and padding 0
+//!   (conv_transpose3d kernel 2 stride 2). The im2col gathers use per-column tap masks when there are
+//!   at most 32 taps (and stride 1 for backward-data), bounds checks per axis otherwise. Kernels with
+//!   more than [`MAX_GEMM_TAPS`] taps use the direct kernels.
 //! - [`CudaConvPath::Direct`]: the direct reference kernels of `conv3d.cu` (f32; bf16 operands are
 //!   converted to f32 on the GPU and the result back to bf16).
 //!
@@ -380,13 +379,14 @@ fn wgrad_chunks(g: &Conv3dGeometry) -> u32 {
     by_blocks.min(by_work).clamp(1, 65535) as u32
 }
 
-/// The fixed split-K partition of the GEMM backward-weight: `(chunks, run)` with `run` a multiple of
-/// [`GEMM_BK`] voxels and `chunks = ceil(K / run)` non-empty runs, K = batch × output voxels; about
-/// [`GEMM_WGRAD_TARGET_BLOCKS`] blocks in all, at least [`GEMM_WGRAD_MIN_RUN`] voxels per run. A
-/// function of the geometry only, so the summation order (and the result) never changes.
-fn gemm_wgrad_partition(g: &Conv3dGeometry) -> (usize, usize) {
+/// The fixed split-K partition of the GEMM backward-weight with block tiles `bm × bn`: `(chunks, run)`
+/// with `run` a multiple of [`GEMM_BK`] voxels and `chunks = ceil(K / run)` non-empty runs,
+/// K = batch × output voxels; about [`GEMM_WGRAD_TARGET_BLOCKS`] blocks in all, at least
+/// [`GEMM_WGRAD_MIN_RUN`] voxels per run. A function of the geometry and the kernel only, so the
+/// summation order (and the result) never changes from run to run.
+fn gemm_wgrad_partition(g: &Conv3dGeometry, (bm, bn): (usize, usize)) -> (usize, usize) {
     let k = g.batch * g.output_volume();
-    let tiles = g.out_channels.div_ceil(GEMM_TILE) * (g.in_channels * g.kernel_volume()).div_ceil(GEMM_TILE);
+    let tiles = g.out_channels.div_ceil(bm) * (g.in_channels * g.kernel_volume()).div_ceil(bn);
     let by_blocks = GEMM_WGRAD_TARGET_BLOCKS.div_ceil(tiles);
     let by_work = (k / GEMM_WGRAD_MIN_RUN).max(1);
     let chunks = by_blocks.min(by_work).clamp(1, 65535);
@@ -395,25 +395,27 @@ fn gemm_wgrad_partition(g: &Conv3dGeometry) -> (usize, usize) {
 }
 
 /// The GEMM backward-weight: partial weight gradients per chunk of voxels (f32), then their sum in
-/// chunk order, written as `T` (f32 or bf16).
+/// chunk order, written as `T` (f32 or bf16). With `narrow` and at most [`NARROW_ROWS`] output
+/// channels, the `{func}_m32` kernel (32 × 128 block tiles) runs instead of the 64 × 64 one.
 #[allow(clippy::too_many_arguments)]
 fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
-    (func, threads, sum_func): (&str, u32, &str),
+    (func, threads, narrow, sum_func): (&str, u32, bool, &str),
     dev: &CudaDevice,
     x: &CudaView<'_, T>,
     dy: &CudaView<'_, T>,
     g: &Conv3dGeometry,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let args = geometry_args(op, g)?;
-    let (chunks, run) = gemm_wgrad_partition(g);
+    let (func, (bm, bn)) = if narrow && g.out_channels <= NARROW_ROWS {
+        (format!("{func}_m32"), NARROW_TILE)
+    } else {
+        (func.to_string(), (GEMM_TILE, GEMM_TILE))
+    };
+    let (chunks, run) = gemm_wgrad_partition(g, (bm, bn));
     let cols = g.in_channels * g.kernel_volume();
     let cfg = LaunchConfig {
-        grid_dim: (
-            grid_dim(op, cols.div_ceil(GEMM_TILE))?,
-            grid_dim(op, g.out_channels.div_ceil(GEMM_TILE))?,
-            grid_dim(op, chunks)?,
-        ),
+        grid_dim: (grid_dim(op, cols.div_ceil(bn))?, grid_dim(op, g.out_channels.div_ceil(bm))?, grid_dim(op, chunks)?),
         block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     };
@@ -422,18 +424,18 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     }
     let len = g.weight_len();
     let partial = dev.alloc_zeros::<f32>(len * chunks)?;
-    let f = dev.get_or_load_custom_func(func, MODULE_GEMM, PTX_GEMM)?;
+    let f = dev.get_or_load_custom_func(&func, MODULE_GEMM, PTX_GEMM)?;
     let run_arg = run as i64;
     let mut builder = f.builder();
     builder.arg(x).arg(dy).arg(&partial).arg(&run_arg);
     for v in &args {
         builder.arg(v);
     }
-    // SAFETY: igemm_wgrad_f32 / igemm_wgrad_bf16_mma(const T* x, const T* dy, float* partial,
+    // SAFETY: igemm_wgrad_f32[_m32] / igemm_wgrad_bf16_mma(const T* x, const T* dy, float* partial,
     // long long run, 18 x int): `x` and `dy` are views of the input and output sizes of the geometry
     // (checked by `view`), `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block
     // (bx, by, z) reads the voxels z·run.. < min(N·out_vol, (z+1)·run) (x gathers bounds-checked per
-    // axis) and writes only its 64×64 tile (rows < Co, columns < Ci·taps) of chunk z; `threads` is the
+    // axis) and writes only its bm×bn tile (rows < Co, columns < Ci·taps) of chunk z; `threads` is the
     // kernel's block size (F_THREADS = 256 / H_THREADS = 128), static shared memory.
     unsafe { builder.launch(cfg) }.w()?;
     let out = dev.alloc_zeros::<T>(len)?;
@@ -464,14 +466,14 @@ pub(crate) fn backward_weight(
         (CudaStorageSlice::F32(x), CudaStorageSlice::F32(dy)) => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
             if gemm {
-                run_igemm_wgrad(op, ("igemm_wgrad_f32", F32_THREADS, "wgrad_sum_f32"), dev, &x, &dy, g)
+                run_igemm_wgrad(op, ("igemm_wgrad_f32", F32_THREADS, true, "wgrad_sum_f32"), dev, &x, &dy, g)
             } else {
                 direct_backward_weight(op, g, dev, &x, &dy)
             }
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) if gemm => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
-            run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", BF16_THREADS, "wgrad_sum_bf16"), dev, &x, &dy, g)
+            run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", BF16_THREADS, false, "wgrad_sum_bf16"), dev, &x, &dy, g)
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_weight(op, g, path, a, b)),
     }
@@ -536,8 +538,10 @@ mod tests {
             Conv3dGeometry::new(2, 2, 3, [40; 3], [3; 3], [1; 3], [1; 3]).unwrap(),
         ] {
             let k = g.batch * g.output_volume();
-            let (chunks, run) = gemm_wgrad_partition(&g);
-            assert!(run % GEMM_BK == 0 && chunks * run >= k && (chunks - 1) * run < k, "{g:?}: {chunks} × {run}");
+            for tile in [(GEMM_TILE, GEMM_TILE), NARROW_TILE] {
+                let (chunks, run) = gemm_wgrad_partition(&g, tile);
+                assert!(run % GEMM_BK == 0 && chunks * run >= k && (chunks - 1) * run < k, "{g:?}: {chunks} × {run}");
+            }
         }
     }
 }

@@ -161,7 +161,8 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
         }
         // backward-weight: the partition of mod.rs, then a forced (possibly odd) run length; for bf16 both
         // the FMA kernel and the tensor-core one
-        for (int mma = 0; mma < (sizeof(T) == 2 ? 2 : 1); ++mma) {
+        // variant: f32 -> 0 = 64 x 64, 1 = the narrow 32 x 128 `_m32`; bf16 -> 0 = FMA, 1 = tensor cores
+        for (int mma = 0; mma < 2; ++mma) {
             for (long force : {0L, forced_run}) {
                 if (force < 0) continue;
                 long chunks, run;
@@ -173,13 +174,16 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
                 std::vector<T> w1(wl), w2(wl);
                 for (auto* out : {&w1, &w2}) {
                     std::vector<float> partial(wl * chunks, -7.f);
-                    dim3 grid{(unsigned)(((long)g.ci * g.taps() + 63) / 64), (unsigned)((g.co + 63) / 64), (unsigned)chunks};
-                    emu_launch(grid, dim3{mma ? 128u : 256u, 1, 1}, [&] {
+                    const bool narrow = sizeof(T) == 4 && mma;
+                    const long bm = narrow ? 32 : 64, bn = narrow ? 128 : 64;
+                    dim3 grid{(unsigned)(((long)g.ci * g.taps() + bn - 1) / bn), (unsigned)((g.co + bm - 1) / bm), (unsigned)chunks};
+                    emu_launch(grid, dim3{(sizeof(T) == 2 && mma) ? 128u : 256u, 1, 1}, [&] {
                         if constexpr (sizeof(T) == 2) {
                             if (mma) igemm_wgrad_bf16_mma(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
                             else igemm_wgrad_bf16(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
                         } else {
-                            igemm_wgrad_f32(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                            if (mma) igemm_wgrad_f32_m32(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
+                            else igemm_wgrad_f32(xt.data(), dyt.data(), partial.data(), run, GARGS(g));
                         }
                     });
                     emu_launch(dim3{(unsigned)((wl + 255) / 256), 1, 1}, dim3{256, 1, 1}, [&] {
@@ -188,7 +192,7 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
                     });
                 }
                 char label[64];
-                std::snprintf(label, sizeof label, "bwd-weight%s/%ld", mma ? " mma" : "", chunks);
+                std::snprintf(label, sizeof label, "bwd-weight%s/%ld", mma ? (sizeof(T) == 2 ? " mma" : " m32") : "", chunks);
                 compare(label, name, w1, w2, dw_ref, tol);
             }
         }
