@@ -1,4 +1,5 @@
-//! Times conv3d on CUDA device 0 (feature `cuda`) for 2 × 32 → 32 channels at 64³, kernel 3, padding 1:
+//! Times conv3d on CUDA device 0 (feature `cuda`) for N × C → C channels at S³ (default 2 × 32 → 32 at
+//! 64³; the GPU bundle's run.sh passes its shapes as `REPS N C S`), kernel 3, padding 1:
 //! the forward pass, backward-data, backward-weight and forward + backward through autograd, and
 //! prints one JSON line (medians in ms, GFLOP/s of the forward). `xtask/peers/torch_conv3d.py` times
 //! the same shape with PyTorch/cuDNN; `run.sh` of the GPU bundle prints the ratio.
@@ -12,7 +13,7 @@
 //! (`check_gemm_{fwd,bwd_data,bwd_weight}`, expect ≲ 1e-5) and GEMM bf16 results
 //! (`check_bf16_*`, inputs rounded to bf16 for both, expect ≲ 1e-2).
 //!
-//! `cargo run --release -p magseg-kernels --features cuda --example conv_gpu_bench [-- REPS]`
+//! `cargo run --release -p magseg-kernels --features cuda --example conv_gpu_bench [-- REPS [N C S]]`
 
 use std::time::Instant;
 
@@ -122,9 +123,11 @@ fn time_convt(dev: &Device, reps: usize, dt: DType) -> candle_core::Result<f64> 
 }
 
 fn main() -> candle_core::Result<()> {
-    let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let arg = |i: usize, default: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(default);
+    let reps = arg(1, 10).max(1);
+    let (n, c, size) = (arg(2, 2), arg(3, 32), arg(4, 64));
     let dev = Device::new_cuda(0)?;
-    let g = Conv3dGeometry::new(2, 32, 32, [64; 3], [3; 3], [1; 3], [1; 3])?;
+    let g = Conv3dGeometry::new(n, c, c, [size; 3], [3; 3], [1; 3], [1; 3])?;
     let default = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Auto)?;
     let direct = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Direct)?;
     let gemm = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Gemm)?;
@@ -138,7 +141,7 @@ fn main() -> candle_core::Result<()> {
         names.iter().zip(t).map(|(n, v)| format!("\"{prefix}{n}\":{}", r(*v))).collect::<Vec<_>>().join(",")
     };
     println!(
-        "{{\"shape\":\"2x32x64^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},\
+        "{{\"shape\":\"{n}x{c}x{size}^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},\
          \"bf16_fwd_gflops\":{},\"convt_k2s2_ms\":{},\"bf16_convt_k2s2_ms\":{},\"check_gemm_fwd\":{},\
          \"check_gemm_bwd_data\":{},\"check_gemm_bwd_weight\":{},\"check_bf16_fwd\":{},\"check_bf16_bwd_data\":{},\
          \"check_bf16_bwd_weight\":{}}}",
