@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
 use crate::check::{check_channel_vec, cpu_f32_or_bf16, dims5, f32_data, same_dtype_device};
-use crate::{cpu, Conv3dGeometry, CudaConvPath, KernelsError};
+use crate::{add_channel_bias, cpu, Conv3dGeometry, CudaConvPath, KernelsError};
 
 /// Stride and zero padding of a 3-D convolution (dilation 1, groups 1), per axis (D, H, W).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub fn conv3d_with_path(
     let g = conv3d_geometry(x, w, bias, cfg)?;
     let y = x.contiguous()?.apply_op2(&w.contiguous()?, Conv3d { geometry: g, path })?;
     match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, g.out_channels, 1, 1, 1))?),
+        Some(b) => add_channel_bias(&y, b),
         None => Ok(y),
     }
 }

@@ -35,7 +35,7 @@ pub fn conv_transpose3d_with_path(
     let g = transpose_geometry(x, w, bias, stride)?;
     let y = x.contiguous()?.apply_op2(&w.contiguous()?, ConvTranspose3d { geometry: g, path })?;
     match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, g.in_channels, 1, 1, 1))?),
+        Some(b) => crate::add_channel_bias(&y, b),
         None => Ok(y),
     }
 }

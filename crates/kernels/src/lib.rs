@@ -5,7 +5,7 @@
 //!
 //! - [`conv3d()`]: PyTorch layouts, any kernel size, stride and zero padding (dilation 1, groups 1).
 //!   A [`candle_core::CustomOp2`] ([`Conv3d`]) whose backward pass applies two more custom ops,
-//!   [`Conv3dBackwardData`] and [`Conv3dBackwardWeight`]; the bias is a candle `broadcast_add`.
+//!   [`Conv3dBackwardData`] and [`Conv3dBackwardWeight`]; the bias is added by [`add_channel_bias`].
 //! - [`conv_transpose3d()`]: padding 0, any kernel and stride ([`ConvTranspose3d`]); its forward
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
 //! - [`instance_norm`]: composed from candle ops (candle's autograd gives the gradients).
@@ -62,6 +62,7 @@
 //! (wrapped in a candle error).
 
 pub mod alloc;
+mod bias;
 mod check;
 mod conv3d;
 mod conv_transpose3d;
@@ -73,6 +74,8 @@ mod geom;
 mod norm;
 mod path;
 
+pub use bias::add_bias;
+pub(crate) use bias::add_channel_bias;
 pub use conv3d::{conv3d, conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig};
 pub use conv_transpose3d::{conv_transpose3d, conv_transpose3d_with_path, ConvTranspose3d};
 pub use error::KernelsError;

@@ -4,11 +4,12 @@
 //! Mixed precision follows the activations, as PyTorch's autocast does: parameters are stored in
 //! f32 and cast to the input's dtype inside convolutions and linear layers (a no-op for f32), so a
 //! bf16 input runs the layer in bf16 while the gradients reach the f32 parameters; biases are added
-//! and the norms compute their statistics in f32, returning the input's dtype.
+//! in f32 ([`magseg_kernels::add_bias`]) and the norms compute their statistics in f32, returning the
+//! input's dtype.
 
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Init, VarBuilder};
-use magseg_kernels::{conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
+use magseg_kernels::{add_bias, conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
 
 use crate::Result;
 
@@ -17,16 +18,9 @@ fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
     Ok(t.to_dtype(dtype)?)
 }
 
-/// `y + b`, the bias reshaped to `shape` and broadcast. For a bf16 `y` the sum runs in f32 (then back
-/// to bf16) so that the bias gradient, a sum over every position, accumulates in f32 as in PyTorch
-/// (candle sums bf16 tensors in bf16, which loses several per cent over a volume).
-fn add_bias(y: Tensor, b: Option<&Tensor>, shape: &[usize]) -> Result<Tensor> {
-    let Some(b) = b else { return Ok(y) };
-    let b = b.reshape(shape)?;
-    if y.dtype() == DType::F32 {
-        return Ok(y.broadcast_add(&b)?);
-    }
-    Ok(y.to_dtype(DType::F32)?.broadcast_add(&cast(&b, DType::F32)?)?.to_dtype(y.dtype())?)
+/// `t` (and an optional companion) cast to `x`'s dtype.
+fn cast_params(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<(Tensor, Option<Tensor>)> {
+    Ok((cast(w, x.dtype())?, b.map(|b| cast(b, x.dtype())).transpose()?))
 }
 
 /// Runs `f` on `x` in f32 (a bf16/f16 `x` is widened first) and returns the result in `x`'s dtype.
@@ -63,8 +57,8 @@ impl Conv3d {
 
     /// Applies the convolution to `x (N, Ci, D, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv3d(x, &cast(&self.weight, x.dtype())?, None, self.cfg)?;
-        add_bias(y, self.bias.as_ref(), &[1, self.weight.dim(0)?, 1, 1, 1])
+        let (w, b) = cast_params(x, &self.weight, self.bias.as_ref())?;
+        Ok(conv3d(x, &w, b.as_ref(), self.cfg)?)
     }
 }
 
@@ -89,8 +83,8 @@ impl ConvTranspose3d {
 
     /// Applies the transposed convolution to `x (N, Ci, D, H, W)`: `(N, Co, k·D, k·H, k·W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv_transpose3d(x, &cast(&self.weight, x.dtype())?, None, self.stride)?;
-        add_bias(y, self.bias.as_ref(), &[1, self.weight.dim(1)?, 1, 1, 1])
+        let (w, b) = cast_params(x, &self.weight, self.bias.as_ref())?;
+        Ok(conv_transpose3d(x, &w, b.as_ref(), self.stride)?)
     }
 }
 
@@ -113,7 +107,10 @@ impl Linear {
     /// Applies the layer over the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = candle_nn::Linear::new(cast(&self.weight, x.dtype())?, None).forward(x)?;
-        add_bias(y, self.bias.as_ref(), &[self.weight.dim(0)?])
+        match &self.bias {
+            Some(b) => Ok(add_bias(&y, b, y.rank() - 1)?),
+            None => Ok(y),
+        }
     }
 }
 
