@@ -111,12 +111,15 @@ fi
 if has model; then
   echo "== model: magseg MAG-MS train step and sliding-window inference"
   : > "$OUT/bench_model.jsonl"
+  : > "$OUT/bench_model.err"
   for args in "step --precision f32" "step --precision bf16" "step --backbone unet --precision f32" \
     "step --backbone unet --precision bf16" "infer --precision f32 --iters 3 --warmup 1" \
     "infer --precision bf16 --iters 3 --warmup 1" "infer --precision bf16 --overlap 0.25 --iters 3 --warmup 1"; do
     # shellcheck disable=SC2086
-    timeout 240 "$BIN/model_bench" $args --device cuda >> "$OUT/bench_model.jsonl" 2>> "$OUT/bench_model.err" \
-      || { fail "model_bench $args"; tail -5 "$OUT/bench_model.err"; }
+    timeout 240 "$BIN/model_bench" $args --device cuda >> "$OUT/bench_model.jsonl" 2> "$WORK/model_bench.err"
+    rc=$?
+    { echo "== model_bench $args (exit $rc)"; cat "$WORK/model_bench.err"; } >> "$OUT/bench_model.err"
+    [ $rc -eq 0 ] || { fail "model_bench $args"; head -c 600 "$WORK/model_bench.err"; echo; }
   done
 fi
 
