@@ -105,9 +105,14 @@ if convs:
         a = last_json(os.path.basename(f)) or {}
         b = last_json(f"bench_conv_torch_{tag}.json") or {}
         summary["conv3d"][tag] = {"magseg": a, "torch": b}
-        for k in ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms", "bf16_fwd_ms", "bf16_fwd_bwd_ms"]:
-            print(f"{tag + ' ' + k:48} {cell(a.get(k, a.get('error')))} {cell(b.get(k, b.get('error')))} "
-                  f"{cell(ratio(a.get(k), b.get(k)), 8)}")
+        pairs = [(k, k) for k in ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms", "bf16_fwd_ms", "bf16_fwd_bwd_ms"]]
+        pairs.append(("direct_fwd_bwd_ms", "fwd_bwd_ms"))  # the direct reference kernels against cuDNN f32
+        for k, kt in pairs:
+            print(f"{tag + ' ' + k:48} {cell(a.get(k, a.get('error')))} {cell(b.get(kt, b.get('error')))} "
+                  f"{cell(ratio(a.get(k), b.get(kt)), 8)}")
+        checks = {k: v for k, v in a.items() if k.startswith("check_")}
+        if checks:
+            print(f"{tag + ' GEMM vs direct (max rel. difference)':48} {checks}")
         print(f"{tag + ' fwd with TF32 (cuDNN)':48} {'':>12} {cell(b.get('fwd_tf32_ms'))}")
 
 # Model step and inference.
