@@ -197,4 +197,27 @@ if mine or ref:
         print(f"goal (magseg >= peer for every region): {acc['goal_met']}")
     summary["accuracy"] = acc
 
+# The issue's goals, where this run measured both sides.
+goals = []
+e = summary.get("edt", {}).get("ratios", {}).get("gpu_edt_ms_median20")
+if e is not None:
+    goals.append(("GPU EDT time <= 2x CuPy", e, e <= 2))
+for tag, pair in summary.get("conv3d", {}).items():
+    for k in ["fwd_bwd_ms", "bf16_fwd_bwd_ms"]:
+        r = ratio(pair["magseg"].get(k), pair["torch"].get(k))
+        if r is not None:
+            goals.append((f"conv3d {tag} {k}: time <= 2x cuDNN (>= 0.5x throughput)", r, r <= 2))
+m = summary.get("model", {})
+for prec in ["fp32", "bf16"]:
+    r = ratio(m.get("magseg", {}).get(f"magseg_step_unetr_M4_roi96_bs1_{prec}_ms"),
+              m.get("peer", {}).get(f"magms_train_M4_roi96_bs1_{prec}_ms"))
+    if r is not None:
+        goals.append((f"MAG-MS train step 96^3 {prec}: time <= 1x PyTorch", r, r <= 1))
+if "goal_met" in summary.get("accuracy", {}):
+    goals.append(("accuracy: mean Dice over subsets >= peer (WT, TC, ET)", None, summary["accuracy"]["goal_met"]))
+if goals:
+    print("\ngoals of the issue (ratio = magseg / peer time)")
+    for what, r, ok in goals:
+        print(f"  {'MET ' if ok else 'NOT '} {what}" + (f": {r}" if r is not None else ""))
+summary["goals"] = [{"goal": w, "ratio": r, "met": ok} for w, r, ok in goals]
 json.dump(summary, open(path("bench.json"), "w"), indent=1)
