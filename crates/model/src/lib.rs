@@ -60,7 +60,7 @@ pub(crate) fn check_input(x: &Tensor, channels: usize, size: [usize; 3]) -> Resu
         )));
     }
     if !matches!(x.dtype(), DType::F32 | DType::BF16) {
-        return Err(ModelError::Input(format!("expected f32 input, got {:?}", x.dtype())));
+        return Err(ModelError::Input(format!("expected f32 or bf16 input, got {:?}", x.dtype())));
     }
     Ok(())
 }
