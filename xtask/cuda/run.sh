@@ -2,7 +2,8 @@
 # magseg GPU bundle runner (made by `cargo xtask gpu-bundle`; docs/GPU.md): runs the GPU equality tests,
 # the benchmarks next to their peers, and the accuracy comparison, by stage, writing files into OUTDIR.
 #
-#   ./run.sh OUTDIR [STAGE...]     default stages: tests kernels model peer phantom
+#   ./run.sh OUTDIR [STAGE...]     default stages: tests kernels model peer phantom (~12 min);
+#                                  `all` adds accuracy (~22 min in all)
 #
 #   tests     every CPU-against-GPU equality test (cuda_edt, cuda_conv, cuda_model): OUTDIR/tests.txt holds
 #             one PASS/FAIL line per test, raw logs in tests_*.log                            (~2 min)
@@ -29,6 +30,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:?usage: run.sh OUTDIR [tests kernels model peer phantom accuracy]}
 shift
 STAGES=${*:-tests kernels model peer phantom}
+[ "$STAGES" = all ] && STAGES="tests kernels model peer phantom accuracy"
 for s in $STAGES; do
   case $s in tests|kernels|model|peer|phantom|accuracy) ;; *) echo "unknown stage $s" >&2; exit 2;; esac
 done
