@@ -47,6 +47,8 @@ export LD_LIBRARY_PATH="${LIBS:+$LIBS:}/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 || true
 } >> "$OUT/env.txt"
 has() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
+# `has`, logging the stage's start time to OUT/times.txt.
+stage() { has "$1" && echo "$(date +%T) stage $1" >> "$OUT/times.txt"; }
 
 # Unpack and check the binaries the stages need.
 BINS=""
@@ -77,7 +79,7 @@ BIN="$WORK/bin"
 FAILED=0
 fail() { echo "FAILED: $*"; FAILED=1; }
 
-if has tests; then
+if stage tests; then
   echo "== tests (cuda_edt, cuda_conv, cuda_model) -> $OUT/tests.txt"
   : > "$OUT/tests.txt"
   for t in cuda_edt cuda_conv cuda_model; do
@@ -93,7 +95,7 @@ if has tests; then
   done
 fi
 
-if has kernels; then
+if stage kernels; then
   echo "== kernels: magseg GPU EDT + HD95, then CuPy"
   timeout 120 "$BIN/edt_gpu_bench" > "$OUT/bench_edt_gpu.json" 2> "$OUT/bench_edt_gpu.err" \
     || { fail "edt_gpu_bench"; tail -5 "$OUT/bench_edt_gpu.err"; }
@@ -110,7 +112,7 @@ if has kernels; then
   done
 fi
 
-if has model; then
+if stage model; then
   echo "== model: magseg MAG-MS train step and sliding-window inference"
   : > "$OUT/bench_model.jsonl"
   : > "$OUT/bench_model.err"
@@ -125,7 +127,7 @@ if has model; then
   done
 fi
 
-if has peer; then
+if stage peer; then
   echo "== peer: gpu_peer.py (MONAI $(ls "$HERE"/wheels 2>/dev/null | tr '\n' ' '))"
   mkdir -p "$WORK/py"
   "$PY" -m pip install --quiet --no-index --no-deps --target "$WORK/py" "$HERE"/wheels/*.whl > "$OUT/peer_pip.log" 2>&1 \
@@ -134,7 +136,7 @@ if has peer; then
     || echo "gpu_peer.py ended with an error or the time limit; its lines so far are in peer_gpu.txt"
 fi
 
-if has phantom; then
+if stage phantom; then
   echo "== phantom training: GPU (--time-limit 60), then CPU (--time-limit 30)"
   timeout 120 "$BIN/magseg" phantom --out "$WORK/ph" --cases 8 --size 48 > "$OUT/phantom.log" 2>&1 \
     || { fail "magseg phantom"; tail -20 "$OUT/phantom.log"; }
@@ -155,7 +157,7 @@ if has phantom; then
   done
 fi
 
-if has accuracy; then
+if stage accuracy; then
   echo "== accuracy: magseg MAG-MS ${BUDGET_S} s on the GPU, then the PyTorch peer ${BUDGET_S} s (same cases)"
   if [ ! -f "$HERE/data/train.npz" ] || [ ! -f "$HERE/data/test.npz" ]; then
     fail "the bundle has no data/train.npz, data/test.npz (gpu-bundle found no BraTS data to prepare)"
@@ -177,5 +179,6 @@ if has accuracy; then
   fi
 fi
 
+echo "$(date +%T) done" >> "$OUT/times.txt"
 "$PY" "$HERE/summary.py" "$OUT" | tee "$OUT/summary.txt"
 if [ $FAILED -eq 0 ]; then echo "ALL PASSED ($STAGES)"; else echo "SOME FAILED ($STAGES)"; exit 1; fi
