@@ -192,37 +192,6 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
 
-/// Launches the one-tap backward-data kernel (kernel == stride, padding 0): one thread per input
-/// voxel and group of [`NO_CH`] input channels.
-fn run_nooverlap<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
-    op: &'static str,
-    func: &str,
-    dev: &CudaDevice,
-    dy: &CudaView<'_, T>,
-    w: &CudaView<'_, T>,
-    g: &Conv3dGeometry,
-) -> candle_core::Result<(CudaStorage, Shape)> {
-    let args = geometry_args(op, g)?;
-    let threads = g.batch * g.in_channels.div_ceil(NO_CH) * g.input_volume();
-    let cfg = elementwise_config(op, threads)?;
-    let total = threads as i64;
-    let shape = g.input_shape();
-    let out = dev.alloc_zeros::<T>(g.input_len())?;
-    let f = dev.get_or_load_custom_func(func, MODULE_GEMM, PTX_GEMM)?;
-    let mut builder = f.builder();
-    builder.arg(dy).arg(w).arg(&out).arg(&total);
-    for v in &args {
-        builder.arg(v);
-    }
-    // SAFETY: nooverlap_bwd_data_{f32,bf16}(const T* dy, const T* w, T* dx, long long total, 18 x int):
-    // `dy` and `w` are views of the output and weight sizes of the geometry (checked by `view`), `out`
-    // holds N·Ci·D·H·W elements; thread idx < total = N·ceil(Ci/NO_CH)·D·H·W writes only its voxel of
-    // channels c0..min(c0+NO_CH, Ci) and reads dy at output voxel i / s only when it is inside the
-    // output, w at tap i − s·(i / s) < kernel (kernel == stride, checked by the caller).
-    unsafe { builder.launch(cfg) }.w()?;
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
-}
-
 /// The 18 geometry ints every kernel takes (see the header of conv3d.cu), or an error when a size
 /// does not fit an `i32`.
 fn geometry_args(op: &'static str, g: &Conv3dGeometry) -> Result<[i32; 18], KernelsError> {
@@ -262,36 +231,58 @@ fn elementwise_config(op: &'static str, total: usize) -> Result<LaunchConfig, Ke
     Ok(LaunchConfig { grid_dim: (blocks.max(1), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
 }
 
-/// Launch the kernel `func` (one thread per voxel of `vol` and group of [`CH_BLOCK`] of `channels`
-/// channels) with inputs `a`, `b` and a fresh output shaped `shape`.
+/// A per-voxel kernel: its name, the module holding it (name, PTX) and the channels one thread
+/// computes.
+struct PerVoxel<'a> {
+    func: &'a str,
+    module: (&'static str, &'static str),
+    ch_block: usize,
+}
+
+/// A direct kernel of conv3d.cu ([`CH_BLOCK`] channels per thread).
+fn direct(func: &str) -> PerVoxel<'_> {
+    PerVoxel { func, module: (MODULE, PTX), ch_block: CH_BLOCK }
+}
+
+/// A one-tap backward-data kernel of conv3d_igemm.cu (kernel == stride, padding 0; [`NO_CH`] channels
+/// per thread).
+fn one_tap_kernel(func: &str) -> PerVoxel<'_> {
+    PerVoxel { func, module: (MODULE_GEMM, PTX_GEMM), ch_block: NO_CH }
+}
+
+/// Launch the per-voxel kernel `k` (one thread per voxel of `vol` and group of `k.ch_block` of
+/// `channels` channels) with inputs `a`, `b` and a fresh output shaped `shape`.
 #[allow(clippy::too_many_arguments)]
-fn run_elementwise(
+fn run_elementwise<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
-    func: &str,
+    k: PerVoxel,
     dev: &CudaDevice,
-    a: &CudaView<'_, f32>,
-    b: &CudaView<'_, f32>,
+    a: &CudaView<'_, T>,
+    b: &CudaView<'_, T>,
     g: &Conv3dGeometry,
     (channels, vol): (usize, usize),
     shape: [usize; 5],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let args = geometry_args(op, g)?;
     let len = shape.iter().product();
-    let threads = g.batch * channels.div_ceil(CH_BLOCK) * vol;
+    let threads = g.batch * channels.div_ceil(k.ch_block) * vol;
     let cfg = elementwise_config(op, threads)?;
     let total = threads as i64;
-    let out = dev.alloc_zeros::<f32>(len)?;
-    let f = dev.get_or_load_custom_func(func, MODULE, PTX)?;
+    let out = dev.alloc_zeros::<T>(len)?;
+    let f = dev.get_or_load_custom_func(k.func, k.module.0, k.module.1)?;
     let mut builder = f.builder();
     builder.arg(a).arg(b).arg(&out).arg(&total);
     for v in &args {
         builder.arg(v);
     }
-    // SAFETY: conv3d_fwd_f32 / conv3d_bwd_data_f32 (const float* a, const float* b, float* out,
-    // long long total, 18 x int): `a` and `b` are f32 views of exactly the operand sizes the geometry
-    // gives (checked by `f32_view`), `out` holds the N·C·vol f32 of `shape`; thread idx < total =
-    // N·ceil(C/CH_BLOCK)·vol writes only its voxel of channels c0..min(c0+CH_BLOCK, C) and reads inside
-    // the operands by construction of the geometry; the ints are i32 as the kernels declare.
+    // SAFETY: conv3d_fwd_f32 / conv3d_bwd_data_f32 / nooverlap_bwd_data_{f32,bf16} (const T* a,
+    // const T* b, T* out, long long total, 18 x int), T the slice type: `a` and `b` are views of
+    // exactly the operand sizes the geometry gives (checked by `view`), `out` holds the N·C·vol
+    // elements of `shape`; thread idx < total = N·ceil(C/ch_block)·vol writes only its voxel of
+    // channels c0..min(c0+ch_block, C) (ch_block is the kernel's CH_BLOCK / NO_CH) and reads inside the
+    // operands by construction of the geometry (the one-tap kernels read dy at output voxel i / s only
+    // when it is inside the output, w at tap i − s·(i / s) < kernel, kernel == stride checked by the
+    // caller); the ints are i32 as the kernels declare.
     unsafe { builder.launch(cfg) }.w()?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
@@ -315,7 +306,7 @@ pub(crate) fn forward(
             if gemm {
                 run_igemm(op, "igemm_fwd_f32", F32_THREADS, dev, &x, &w, g, work, g.output_shape())
             } else {
-                run_elementwise(op, "conv3d_fwd_f32", dev, &x, &w, g, work, g.output_shape())
+                run_elementwise(op, direct("conv3d_fwd_f32"), dev, &x, &w, g, work, g.output_shape())
             }
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(w)) if gemm => {
@@ -349,17 +340,17 @@ pub(crate) fn backward_data(
         (CudaStorageSlice::F32(dy), CudaStorageSlice::F32(w)) => {
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
             if one_tap {
-                run_nooverlap(op, "nooverlap_bwd_data_f32", dev, &dy, &w, g)
+                run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_f32"), dev, &dy, &w, g, work, g.input_shape())
             } else if gemm {
                 run_igemm(op, "igemm_bwd_data_f32", F32_THREADS, dev, &dy, &w, g, work, g.input_shape())
             } else {
-                run_elementwise(op, "conv3d_bwd_data_f32", dev, &dy, &w, g, work, g.input_shape())
+                run_elementwise(op, direct("conv3d_bwd_data_f32"), dev, &dy, &w, g, work, g.input_shape())
             }
         }
         (CudaStorageSlice::BF16(dy), CudaStorageSlice::BF16(w)) if one_tap || gemm => {
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
             if one_tap {
-                run_nooverlap(op, "nooverlap_bwd_data_bf16", dev, &dy, &w, g)
+                run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_bf16"), dev, &dy, &w, g, work, g.input_shape())
             } else {
                 run_igemm(op, "igemm_bwd_data_bf16", BF16_THREADS, dev, &dy, &w, g, work, g.input_shape())
             }
