@@ -429,14 +429,28 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     // axis) and writes only its bm×bn tile (rows < Co, columns < Ci·taps) of chunk z; `threads` is the
     // kernel's block size (F_THREADS = 256 / H_THREADS = 128), static shared memory.
     unsafe { builder.launch(cfg) }.w()?;
+    sum_chunks::<T>(op, dev, (sum_func, MODULE_GEMM, PTX_GEMM), &partial, g, chunks)
+}
+
+/// Sums the `chunks` partial weight gradients of `partial` (chunk after chunk, in order) with the
+/// kernel `(func, module, ptx)` into a fresh weight-shaped output of `T`.
+fn sum_chunks<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    dev: &CudaDevice,
+    (func, module, ptx): (&str, &'static str, &'static str),
+    partial: &CudaSlice<f32>,
+    g: &Conv3dGeometry,
+    chunks: usize,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let len = g.weight_len();
     let out = dev.alloc_zeros::<T>(len)?;
-    let f = dev.get_or_load_custom_func(sum_func, MODULE_GEMM, PTX_GEMM)?;
+    let f = dev.get_or_load_custom_func(func, module, ptx)?;
     let (len_arg, chunks_arg) = (len as i64, chunks as i32);
     let mut builder = f.builder();
-    builder.arg(&partial).arg(&out).arg(&len_arg).arg(&chunks_arg);
-    // SAFETY: wgrad_sum_{f32,bf16}(const float* partial, T* dw, long long len, int chunks): `partial`
-    // holds chunks·len f32, `out` len elements of T; thread i < len reads partial[z·len + i] for
-    // z < chunks and writes out[i].
+    builder.arg(partial).arg(&out).arg(&len_arg).arg(&chunks_arg);
+    // SAFETY: conv3d_sum_chunks_f32 / wgrad_sum_{f32,bf16}(const float* partial, T* dw, long long len,
+    // int chunks): `partial` holds chunks·len f32 (allocated so by the caller), `out` len elements of
+    // T; thread i < len reads partial[z·len + i] for z < chunks and writes out[i].
     unsafe { builder.launch(elementwise_config(op, len)?) }.w()?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(g.weight_shape().to_vec())))
 }
@@ -505,15 +519,7 @@ fn direct_backward_weight(
     if chunks == 1 {
         return Ok((CudaStorage::wrap_cuda_slice(partial, dev.clone()), Shape::from(g.weight_shape().to_vec())));
     }
-    let out = dev.alloc_zeros::<f32>(len)?;
-    let f = dev.get_or_load_custom_func("conv3d_sum_chunks_f32", MODULE, PTX)?;
-    let len_arg = len as i64;
-    let mut builder = f.builder();
-    builder.arg(&partial).arg(&out).arg(&len_arg).arg(&chunks_arg);
-    // SAFETY: conv3d_sum_chunks_f32(const float* partial, float* dw, long long len, int chunks):
-    // `partial` holds chunks·len f32, `out` len f32; thread i < len reads partial[z·len + i], writes out[i].
-    unsafe { builder.launch(elementwise_config(op, len)?) }.w()?;
-    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(g.weight_shape().to_vec())))
+    sum_chunks::<f32>(op, dev, ("conv3d_sum_chunks_f32", MODULE, PTX), &partial, g, chunks as usize)
 }
 
 #[cfg(test)]
