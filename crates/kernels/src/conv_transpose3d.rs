@@ -1,9 +1,10 @@
 //! `conv_transpose3d` (padding 0, any kernel and stride) as a custom op reusing the conv3d passes.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::Tensor;
 
 use crate::check::{check_channel_vec, dims5, same_dtype_device};
-use crate::{Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dGeometry, CudaConvPath, KernelsError};
+use crate::op::{conv_op, Pass};
+use crate::{Conv3d, Conv3dBackwardWeight, Conv3dGeometry, CudaConvPath, KernelsError};
 
 /// Transposed 3-D convolution as PyTorch's `conv_transpose3d` with padding 0, output padding 0,
 /// dilation 1, groups 1: `x (N, Ci, D, H, W)`, `w (Ci, Co, kD, kH, kW)`, optional `bias (Co,)`;
@@ -78,72 +79,16 @@ fn transpose_geometry(
     Conv3dGeometry::new(n, co, ci, out, k, stride, [0; 3])
 }
 
-/// The custom op of [`conv_transpose3d()`]: arguments (input, weight), result the output (no bias).
-///
-/// `geometry` describes the *forward convolution* that maps this op's output back to its input:
-/// its input is this op's output (`in_channels` = Co), its output this op's input
-/// (`out_channels` = Ci), and its weight has this op's weight layout `(Ci, Co, k…)`. So the forward
-/// pass is conv3d's backward-data, the input gradient is a conv3d of the output gradient, and the
-/// weight gradient is conv3d's backward-weight with the output gradient in the input's role.
-#[derive(Debug, Clone, Copy)]
-pub struct ConvTranspose3d {
-    /// The sizes of the corresponding forward convolution (see the type's docs).
-    pub geometry: Conv3dGeometry,
-    /// The CUDA implementation (ignored on the CPU).
-    pub path: CudaConvPath,
-}
-
-impl ConvTranspose3d {
-    /// The op for `geometry` (see the type's docs), CUDA implementation chosen by `MAGSEG_CONV_CUDA`.
-    pub fn new(geometry: Conv3dGeometry) -> Self {
-        Self { geometry, path: CudaConvPath::Auto }
-    }
-}
-
-impl CustomOp2 for ConvTranspose3d {
-    fn name(&self) -> &'static str {
-        "conv-transpose3d"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let _span = tracing::trace_span!("conv_transpose3d_cpu_fwd", g = ?self.geometry).entered();
-        // A transposed convolution is the backward-data pass of the convolution it undoes.
-        Conv3dBackwardData { geometry: self.geometry, path: self.path }.cpu_fwd(s1, l1, s2, l2)
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let _span = tracing::trace_span!("conv_transpose3d_cuda_fwd", g = ?self.geometry).entered();
-        // As on the CPU: the backward-data pass of the convolution this one undoes.
-        Conv3dBackwardData { geometry: self.geometry, path: self.path }.cuda_fwd(s1, l1, s2, l2)
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.geometry;
-        let grad = grad.contiguous()?;
-        // Only what the graph needs (see `Conv3d::bwd`).
-        let path = self.path;
-        let dx = x.track_op().then(|| grad.apply_op2_no_bwd(w, &Conv3d { geometry: g, path })).transpose()?;
-        let dw =
-            w.track_op().then(|| grad.apply_op2_no_bwd(x, &Conv3dBackwardWeight { geometry: g, path })).transpose()?;
-        Ok((dx, dw))
-    }
+conv_op! {
+    /// The custom op of [`conv_transpose3d()`]: arguments (input, weight), result the output (no bias).
+    ///
+    /// `geometry` describes the *forward convolution* that maps this op's output back to its input:
+    /// its input is this op's output (`in_channels` = Co), its output this op's input
+    /// (`out_channels` = Ci), and its weight has this op's weight layout `(Ci, Co, k…)`. So the forward
+    /// pass is conv3d's backward-data (errors name that pass), the input gradient is a conv3d of the
+    /// output gradient, and the weight gradient is conv3d's backward-weight with the output gradient in
+    /// the input's role.
+    ConvTranspose3d: "conv-transpose3d", Pass::BackwardData,
+    spans("conv_transpose3d_cpu_fwd", "conv_transpose3d_cuda_fwd"),
+    grads(x, w, grad) { dx = Conv3d(grad, w), dw = Conv3dBackwardWeight(grad, x) }
 }

@@ -72,6 +72,7 @@ mod cuda;
 mod error;
 mod geom;
 mod norm;
+mod op;
 mod path;
 
 pub use bias::add_bias;
