@@ -25,6 +25,8 @@
 #define GEOM_PARAMS                                                                                      \
     int n, int ci, int co, int id_, int ih_, int iw_, int kd_, int kh_, int kw_, int sd, int sh, int sw,  \
         int pd, int ph, int pw, int od_, int oh_, int ow_
+// The same, as arguments to pass on.
+#define GEOM_ARGS n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_, ow_
 
 // Largest number of kernel taps the GEMM kernels handle (tap table in shared memory); the host
 // routes larger kernels to the direct kernels. Each kernel extent must then be < 1024 (10 bits).
@@ -189,15 +191,328 @@ __device__ __forceinline__ unsigned column_mask(const DataView& v, const Column&
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Pieces shared by the GEMM kernels below.
+//
+// f32 kernels: 256 threads, BM x BN x 16 block tiles with BM x BN = 4096, 4 x 4 FMA micro-tiles.
+// bf16 kernels: 128 threads = 4 warps of 32 x 32 warp tiles of mma.sync.m16n8k16 (f32 accumulators),
+// BM x BN x 32 block tiles stored k-contiguous (As[m][k], Bs[n][k]) with rows padded to 40 bf16
+// (20 words) so the fragment loads hit 32 distinct banks.
+#define F_BK 16
+#define F_THREADS 256
+#define H_BK 32
+#define H_LD 40
+#define H_THREADS 128
+
+__device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, const unsigned int* b) {
+#ifdef MAGSEG_HOST_EMULATION
+    // tests/emu/: a host emulation of the PTX fragment semantics (never defined for the GPU build).
+    magseg_emu_mma_bf16_16816(c, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// The double-buffered K loop of every GEMM kernel: `load(kt)` fetches K tile kt into registers,
+// `store(buf)` writes them to shared buffer buf, `compute(buf)` multiplies buffer buf; the next tile's
+// global loads are in flight during the current tile's math, one barrier per tile. The caller syncs
+// once before (its tables ready).
+template <class Load, class Store, class Compute>
+__device__ __forceinline__ void k_loop(int ntiles, Load&& load, Store&& store, Compute&& compute) {
+    if (ntiles > 0) {
+        load(0);
+        store(0);
+    }
+    __syncthreads();
+    for (int kt = 0; kt < ntiles; ++kt) {
+        const int cur = kt & 1;
+        if (kt + 1 < ntiles) load(kt + 1);
+        compute(cur);
+        if (kt + 1 < ntiles) store(cur ^ 1);
+        __syncthreads();
+    }
+}
+
+// acc[i][j] += sum_k A[k][ty * 4 + i] * B[k][tx * 4 + j] over one shared K tile (FMA micro-tile).
+template <int LDA, int LDB>
+__device__ __forceinline__ void fma_tile(float (&acc)[4][4], const float (&A)[F_BK][LDA], const float (&B)[F_BK][LDB],
+                                         int ty, int tx) {
+#pragma unroll
+    for (int kk = 0; kk < F_BK; ++kk) {
+        const float4 a = *reinterpret_cast<const float4*>(&A[kk][ty * 4]);
+        const float4 b = *reinterpret_cast<const float4*>(&B[kk][tx * 4]);
+        const float av[4] = {a.x, a.y, a.z, a.w};
+        const float bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+}
+
+// One warp's 32 x 32 tile over one shared K tile: acc[i][j] (m16 tile i, n8 tile j) += rows
+// wm + 16 i.. of A times rows wn + 8 j.. of B (both k-contiguous).
+template <int ROWS_A, int ROWS_B>
+__device__ __forceinline__ void mma_tile(float (&acc)[2][4][4], const bf16_t (&A)[ROWS_A][H_LD],
+                                         const bf16_t (&B)[ROWS_B][H_LD], int wm, int wn, int lane) {
+    const int g = lane >> 2, tg = lane & 3;
+#pragma unroll
+    for (int ks = 0; ks < H_BK; ks += 16) {
+        unsigned int af[2][4], bfr[4][2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+            const int r = wm + i * 16 + g;
+            af[i][0] = *reinterpret_cast<const unsigned int*>(&A[r][ks + tg * 2]);
+            af[i][1] = *reinterpret_cast<const unsigned int*>(&A[r + 8][ks + tg * 2]);
+            af[i][2] = *reinterpret_cast<const unsigned int*>(&A[r][ks + tg * 2 + 8]);
+            af[i][3] = *reinterpret_cast<const unsigned int*>(&A[r + 8][ks + tg * 2 + 8]);
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int cidx = wn + j * 8 + g;
+            bfr[j][0] = *reinterpret_cast<const unsigned int*>(&B[cidx][ks + tg * 2]);
+            bfr[j][1] = *reinterpret_cast<const unsigned int*>(&B[cidx][ks + tg * 2 + 8]);
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
+    }
+}
+
+// The epilogues: for every column c of a thread's accumulators, ctx = column(c) once, then
+// f(row, ctx, value) for each of its rows. A 4 x 4 micro-tile at (r0, c0):
+template <class Col, class F>
+__device__ __forceinline__ void each_fma_acc(const float (&acc)[4][4], int r0, int c0, Col&& column, F&& f) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const auto ctx = column(c0 + j);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) f(r0 + i, ctx, acc[i][j]);
+    }
+}
+
+// A warp tile at (wm, wn), C fragment of m16n8: acc[i][j][0..1] at (row g, columns 2 tg, 2 tg + 1),
+// acc[i][j][2..3] at row g + 8.
+template <class Col, class F>
+__device__ __forceinline__ void each_mma_acc(const float (&acc)[2][4][4], int wm, int wn, int lane, Col&& column,
+                                             F&& f) {
+    const int g = lane >> 2, tg = lane & 3;
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+            const auto ctx = column(wn + j * 8 + tg * 2 + e);
+#pragma unroll
+            for (int i = 0; i < 2; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) f(wm + i * 16 + g + h * 8, ctx, acc[i][j][h * 2 + e]);
+        }
+}
+
+// Element i of a register prefetch: one per register for f32, two per 32-bit word for bf16 (element 2j
+// in the low half of word j, so a tile row is stored with 128-bit stores and no repacking).
+__device__ __forceinline__ void put(float* r, int i, float v) { r[i] = v; }
+__device__ __forceinline__ void put(unsigned int* r, int i, bf16_t v) {
+    if (i % 2 == 0) r[i / 2] = v; else r[i / 2] |= (unsigned int)v << 16;
+}
+
+// Stores NW words of packed bf16 (see `put`) at 16-byte aligned `dst`, 128 bits at a time.
+template <int NW>
+__device__ __forceinline__ void store_packed(bf16_t* dst, const unsigned int* r) {
+    uint4* p = reinterpret_cast<uint4*>(dst);
+#pragma unroll
+    for (int q = 0; q < NW / 4; ++q) p[q] = make_uint4(r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3]);
+}
+
+// ----- forward / backward-data -----
+
+// An extern "C" entry point of a forward (TRANSPOSED false: src = x, out = y) or backward-data
+// (TRANSPOSED true: src = dy, out = dx) GEMM body with BM rows per block tile.
+#define DATA_KERNEL(name, T, bounds, body, TRANSPOSED, BM)                                                \
+    extern "C" __global__ void bounds name(const T* __restrict__ src, const T* __restrict__ w,            \
+                                           T* __restrict__ out, GEOM_PARAMS) {                           \
+        body<TRANSPOSED, BM>(w, src, out, GEOM_ARGS);                                                     \
+    }
+
+// Where one thread's B column gathers from: the column and, with fast gathers, its tap mask and base.
+struct ColumnGather {
+    Column col;
+    bool fast;
+    unsigned mask;
+    long long base;
+};
+
+template <bool TRANSPOSED>
+__device__ __forceinline__ ColumnGather column_gather(const DataView& v, long long nidx, GEOM_PARAMS) {
+    ColumnGather g;
+    g.col = make_column<TRANSPOSED>(v, nidx, sd, sh, sw, pd, ph, pw);
+    g.fast = fast_gathers<TRANSPOSED>(v, sd, sh, sw);
+    g.base = 0;
+    g.mask = g.fast ? column_mask<TRANSPOSED>(v, g.col, kd_, kh_, kw_, &g.base) : 0u;
+    return g;
+}
+
+// One K tile's register prefetch (see `put`): element i of ra = A[row][ka + i] from the weight row
+// `a_row` (zero when !a_ok or past K), element i of rb = B[kb + i][column] gathered through `g` (zero in
+// padding or past K), as raw T. `tapoff` / `taptab` are the block's fast-gather offsets and tap table.
+template <bool TRANSPOSED, int A_PER, int B_PER, typename T, typename R>
+__device__ __forceinline__ void load_data_tile(R* ra, R* rb, const DataView& v, const T* a_row, bool a_ok, int ka,
+                                               const T* src, const ColumnGather& g, const int* tapoff,
+                                               const int* taptab, int kb, int sd, int sh, int sw) {
+    int c = ka / v.taps, t = ka - c * v.taps;
+#pragma unroll
+    for (int i = 0; i < A_PER; ++i) {
+        put(ra, i, (a_ok && ka + i < v.K) ? __ldg(a_row + c * v.sAc + t) : (T)0);
+        if (++t == v.taps) { t = 0; ++c; }
+    }
+    c = kb / v.taps;
+    t = kb - c * v.taps;
+#pragma unroll
+    for (int i = 0; i < B_PER; ++i) {
+        T val = (T)0;
+        if (g.fast) {
+            if (kb + i < v.K && ((g.mask >> t) & 1u)) val = __ldg(src + (g.base + c * v.svol + tapoff[t]));
+        } else {
+            const T* p;
+            if (g.col.ok && kb + i < v.K && gather_ptr<TRANSPOSED>(v, g.col, src, c, taptab[t], sd, sh, sw, &p)) {
+                val = __ldg(p);
+            }
+        }
+        put(rb, i, val);
+        if (++t == v.taps) { t = 0; ++c; }
+    }
+}
+
+// Epilogue of the data GEMM: column nidx = b * nvol + vox is at out + b * M * nvol + vox (-1 past N) ...
+__device__ __forceinline__ long long data_out_column(const DataView& v, long long nidx) {
+    if (nidx >= v.N) return -1;
+    const long long b = nidx / v.nvol;
+    return b * v.M * v.nvol + (nidx - b * v.nvol);
+}
+
+// ... and row m of it at + m * nvol.
+template <typename T>
+__device__ __forceinline__ void store_data_out(T* out, const DataView& v, int m, long long column, float value) {
+    if (column >= 0 && m < v.M) store_f(out + column + (long long)m * v.nvol, value);
+}
+
+// ----- backward-weight -----
+
+// Per-block column table of the backward-weight GEMM (N = Ci * taps): for column n0 + j the input
+// channel's offset and the tap minus padding per axis; a column past N gets a z offset that puts every
+// gather outside the input (z < 0).
+template <int BN>
+struct WgradColumns {
+    long long off[BN];
+    int dz[BN], dy[BN], dx[BN];
+
+    // Block-wide; the caller syncs before use.
+    __device__ __forceinline__ void fill(int n0, int N, int taps, long long in_vol, int kh_, int kw_, int pd, int ph,
+                                         int pw) {
+        for (int j = threadIdx.x; j < BN; j += blockDim.x) {
+            const int nn = n0 + j;
+            if (nn < N) {
+                const int c = nn / taps;
+                int t = nn - c * taps;
+                dx[j] = t % kw_ - pw;
+                t /= kw_;
+                dy[j] = t % kh_ - ph;
+                dz[j] = t / kh_ - pd;
+                off[j] = (long long)c * in_vol;
+            } else {
+                off[j] = 0;
+                dz[j] = -(1 << 30);
+                dy[j] = 0;
+                dx[j] = 0;
+            }
+        }
+    }
+};
+
+// The output voxel (b, oz, oy, ox) of one thread's K row k = b * out_vol + voxel of the backward-weight
+// GEMM, advanced one K tile at a time.
+struct VoxelCursor {
+    long long k;
+    int b, oz, oy, ox;
+
+    __device__ __forceinline__ void start(long long k0, long long K, long long out_vol, int oh_, int ow_) {
+        k = k0;
+        const long long kc = k < K ? k : 0;
+        b = (int)(kc / out_vol);
+        long long r = kc - (long long)b * out_vol;
+        ox = (int)(r % ow_);
+        r /= ow_;
+        oy = (int)(r % oh_);
+        oz = (int)(r / oh_);
+    }
+
+    __device__ __forceinline__ void advance(int step, int od_, int oh_, int ow_) {
+        k += step;
+        ox += step;
+        while (ox >= ow_) {
+            ox -= ow_;
+            if (++oy == oh_) {
+                oy = 0;
+                if (++oz == od_) {
+                    oz = 0;
+                    ++b;
+                }
+            }
+        }
+    }
+};
+
+// A loaded element in the register type R of a tile: f32 (converted from T) or raw bf16.
+template <typename R, typename T>
+__device__ __forceinline__ R fetch(const T* p) {
+    if constexpr (sizeof(R) == 4) {
+        return load_f(p);
+    } else {
+        return __ldg(p);
+    }
+}
+
+// One K tile's register prefetch of the backward-weight GEMM for this thread's K row (voxel `cur`,
+// zero past `kend`): ra[i] = dy[b][m0 + r + STEP i][voxel] (zero past Co) and rb[i] = x at column
+// r + STEP i of the table (zero in padding).
+template <typename R, typename T, int A_N, int B_N, int STEP, int BN>
+__device__ __forceinline__ void load_wgrad_tile(R (&ra)[A_N], R (&rb)[B_N], const T* x, const T* dy,
+                                                const VoxelCursor& cur, long long kend, const WgradColumns<BN>& cols,
+                                                int m0, int r, GEOM_PARAMS) {
+    const bool kok = cur.k < kend;
+    const long long in_vol = (long long)id_ * ih_ * iw_;
+    const long long out_vol = (long long)od_ * oh_ * ow_;
+    const long long vox = ((long long)cur.oz * oh_ + cur.oy) * ow_ + cur.ox;
+    const long long dy_base = (long long)cur.b * co * out_vol + vox;
+    const long long x_base = (long long)cur.b * ci * in_vol;
+    const int z0 = cur.oz * sd, y0 = cur.oy * sh, x0 = cur.ox * sw;
+#pragma unroll
+    for (int i = 0; i < A_N; ++i) {
+        const int m = m0 + r + STEP * i;
+        ra[i] = (kok && m < co) ? fetch<R>(dy + dy_base + (long long)m * out_vol) : (R)0;
+    }
+#pragma unroll
+    for (int i = 0; i < B_N; ++i) {
+        const int j = r + STEP * i;
+        const int z = z0 + cols.dz[j], y = y0 + cols.dy[j], xx = x0 + cols.dx[j];
+        R val = (R)0;
+        if (kok && (unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
+            val = fetch<R>(x + x_base + cols.off[j] + ((long long)z * ih_ + y) * iw_ + xx);
+        }
+        rb[i] = val;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
 // f32 forward / backward-data: block tile BM (M) x BN (N) x 16 (K) with BM x BN = 4096 (64 x 64, or
-// 32 x 128 for at most 32 output rows: the `_m32` kernels), 256 threads, 4 x 4 outputs per thread;
-// shared tiles double-buffered with a register prefetch of the next K tile (one barrier per K tile).
+// 32 x 128 for at most 32 output rows: the `_m32` kernels), 256 threads, 4 x 4 outputs per thread.
 // A loader: thread -> row m = tid / (16 / A_PER), k = (tid % (16 / A_PER)) * A_PER + 0..A_PER-1.
 // B loader: thread -> column n = tid % BN (consecutive threads read consecutive voxels),
 // k = (tid / BN) * B_PER + 0..B_PER-1.
-#define F_BK 16
-#define F_THREADS 256
-
 template <bool TRANSPOSED, int BM>
 __device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, const float* __restrict__ src,
                                                float* __restrict__ out, GEOM_PARAMS) {
@@ -210,130 +525,50 @@ __device__ __forceinline__ void igemm_f32_body(const float* __restrict__ w, cons
     __shared__ __align__(16) float Bs[2][F_BK][BN + 4];
     __shared__ int taptab[MAX_TAPS_TABLE];
     __shared__ int tapoff[FAST_TAPS];
-    const DataView v = data_view<TRANSPOSED>(n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
-                                             oh_, ow_);
+    const DataView v = data_view<TRANSPOSED>(GEOM_ARGS);
     const int tid = threadIdx.x;
     const int m0 = blockIdx.y * BM;
     const long long n0 = (long long)blockIdx.x * BN;
     fill_tap_table(taptab, v.taps, kh_, kw_);
     fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
-    const bool fast = fast_gathers<TRANSPOSED>(v, sd, sh, sw);
 
     const int a_m = tid / (F_BK / A_PER), a_k = (tid % (F_BK / A_PER)) * A_PER;
     const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
-    const Column col = make_column<TRANSPOSED>(v, n0 + b_n, sd, sh, sw, pd, ph, pw);
-    long long col_base = 0;
-    const unsigned col_mask = fast ? column_mask<TRANSPOSED>(v, col, kd_, kh_, kw_, &col_base) : 0u;
+    const ColumnGather gth = column_gather<TRANSPOSED>(v, n0 + b_n, GEOM_ARGS);
     const bool a_row_ok = m0 + a_m < v.M;
     const float* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
 
     float ra[A_PER], rb[B_PER];
-    auto load_tile = [&](int k0) {
-        int k = k0 + a_k;
-        int c = k / v.taps, t = k - c * v.taps;
-#pragma unroll
-        for (int i = 0; i < A_PER; ++i) {
-            ra[i] = (a_row_ok && k + i < v.K) ? __ldg(a_row + c * v.sAc + t) : 0.0f;
-            if (++t == v.taps) { t = 0; ++c; }
-        }
-        k = k0 + b_k;
-        c = k / v.taps;
-        t = k - c * v.taps;
-#pragma unroll
-        for (int i = 0; i < B_PER; ++i) {
-            float val = 0.0f;
-            if (fast) {
-                if (k + i < v.K && ((col_mask >> t) & 1u)) val = __ldg(src + (col_base + c * v.svol + tapoff[t]));
-            } else {
-                const float* p;
-                if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
-                    val = __ldg(p);
-                }
-            }
-            rb[i] = val;
-            if (++t == v.taps) { t = 0; ++c; }
-        }
-    };
-    auto store_tile = [&](int buf) {
-#pragma unroll
-        for (int i = 0; i < A_PER; ++i) As[buf][a_k + i][a_m] = ra[i];
-#pragma unroll
-        for (int i = 0; i < B_PER; ++i) Bs[buf][b_k + i][b_n] = rb[i];
-    };
-
     const int tx = tid % TX, ty = tid / TX;
-    float acc[4][4];
+    float acc[4][4] = {};
+    __syncthreads();  // tap tables ready
+    k_loop(
+        (v.K + F_BK - 1) / F_BK,
+        [&](int kt) {
+            load_data_tile<TRANSPOSED, A_PER, B_PER>(ra, rb, v, a_row, a_row_ok, kt * F_BK + a_k, src, gth, tapoff,
+                                                     taptab, kt * F_BK + b_k, sd, sh, sw);
+        },
+        [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
+            for (int i = 0; i < A_PER; ++i) As[buf][a_k + i][a_m] = ra[i];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
-
-    __syncthreads();  // tap table ready
-    const int ntiles = (v.K + F_BK - 1) / F_BK;
-    load_tile(0);
-    store_tile(0);
-    __syncthreads();
-    for (int kt = 0; kt < ntiles; ++kt) {
-        const int cur = kt & 1;
-        if (kt + 1 < ntiles) load_tile((kt + 1) * F_BK);
-#pragma unroll
-        for (int kk = 0; kk < F_BK; ++kk) {
-            const float4 a = *reinterpret_cast<const float4*>(&As[cur][kk][ty * 4]);
-            const float4 b = *reinterpret_cast<const float4*>(&Bs[cur][kk][tx * 4]);
-            const float av[4] = {a.x, a.y, a.z, a.w};
-            const float bv[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-        }
-        if (kt + 1 < ntiles) store_tile(cur ^ 1);
-        __syncthreads();
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-        const long long nidx = n0 + tx * 4 + j;
-        if (nidx >= v.N) continue;
-        const long long b = nidx / v.nvol;
-        const long long vox = nidx - b * v.nvol;
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-            const int m = m0 + ty * 4 + i;
-            if (m < v.M) out[(b * v.M + m) * v.nvol + vox] = acc[i][j];
-        }
-    }
+            for (int i = 0; i < B_PER; ++i) Bs[buf][b_k + i][b_n] = rb[i];
+        },
+        [&](int buf) { fma_tile(acc, As[buf], Bs[buf], ty, tx); });
+    each_fma_acc(
+        acc, m0 + ty * 4, tx * 4, [&](int j) { return data_out_column(v, n0 + j); },
+        [&](int m, long long column, float val) { store_data_out(out, v, m, column, val); });
 }
 
 // y = conv3d(x, w): grid (ceil(N / 64), ceil(Co / 64)), 256 threads; `_m32`: grid (ceil(N / 128),
 // ceil(Co / 32)).
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_fwd_f32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y, GEOM_PARAMS) {
-    igemm_f32_body<false, 64>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                              ow_);
-}
-
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_fwd_f32_m32(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-                      GEOM_PARAMS) {
-    igemm_f32_body<false, 32>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                              ow_);
-}
+DATA_KERNEL(igemm_fwd_f32, float, __launch_bounds__(F_THREADS, 2), igemm_f32_body, false, 64)
+DATA_KERNEL(igemm_fwd_f32_m32, float, __launch_bounds__(F_THREADS, 2), igemm_f32_body, false, 32)
 
 // dx = backward-data(dy, w): grid (ceil(N / 64), ceil(Ci / 64)), 256 threads; `_m32`: grid
 // (ceil(N / 128), ceil(Ci / 32)).
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
-                       GEOM_PARAMS) {
-    igemm_f32_body<true, 64>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                             ow_);
-}
-
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_bwd_data_f32_m32(const float* __restrict__ dy, const float* __restrict__ w, float* __restrict__ dx,
-                           GEOM_PARAMS) {
-    igemm_f32_body<true, 32>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                             ow_);
-}
+DATA_KERNEL(igemm_bwd_data_f32, float, __launch_bounds__(F_THREADS, 2), igemm_f32_body, true, 64)
+DATA_KERNEL(igemm_bwd_data_f32_m32, float, __launch_bounds__(F_THREADS, 2), igemm_f32_body, true, 32)
 
 // ---------------------------------------------------------------------------------------------------
 // Backward-weight (f32 accumulation; x and dy as f32 or bf16): BM x BN x 16 tiles (64 x 64, or
@@ -352,209 +587,86 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
     static_assert(BM * BN == 4096 && A_PER >= 1 && B_PER >= 1, "tile shape");
     __shared__ __align__(16) float As[2][F_BK][BM + 4];
     __shared__ __align__(16) float Bs[2][F_BK][BN + 4];
-    __shared__ long long col_off[BN];
-    __shared__ int col_dz[BN], col_dy[BN], col_dx[BN];
+    __shared__ WgradColumns<BN> cols;
     const int tid = threadIdx.x;
     const int taps = kd_ * kh_ * kw_;
-    const int M = co;
     const int N = ci * taps;
-    const long long in_vol = (long long)id_ * ih_ * iw_;
     const long long out_vol = (long long)od_ * oh_ * ow_;
     const long long K = (long long)n * out_vol;
     const long long kbeg = (long long)blockIdx.z * run;
     const long long kend = min(K, kbeg + run);
     const int m0 = blockIdx.y * BM;
     const int n0 = blockIdx.x * BN;
+    cols.fill(n0, N, taps, (long long)id_ * ih_ * iw_, kh_, kw_, pd, ph, pw);
 
     const int kk_row = tid % 16;
     const int r16 = tid / 16;
-    // Column table: channel offset and tap minus padding; a column past N gets a z offset that makes
-    // every gather fall outside the input (z < 0).
-    for (int j = tid; j < BN; j += F_THREADS) {
-        const int nn = n0 + j;
-        if (nn < N) {
-            const int c = nn / taps;
-            int t = nn - c * taps;
-            col_dx[j] = t % kw_ - pw;
-            t /= kw_;
-            col_dy[j] = t % kh_ - ph;
-            col_dz[j] = t / kh_ - pd;
-            col_off[j] = (long long)c * in_vol;
-        } else {
-            col_off[j] = 0;
-            col_dz[j] = -(1 << 30);
-            col_dy[j] = 0;
-            col_dx[j] = 0;
-        }
-    }
-    // The k row this thread loads: k = kbeg + kt * 16 + kk_row -> (b, oz, oy, ox), advanced per tile.
-    long long k = kbeg + kk_row;
-    int b, oz, oy, ox;
-    {
-        const long long kc = k < K ? k : 0;
-        b = (int)(kc / out_vol);
-        long long r = kc - (long long)b * out_vol;
-        ox = (int)(r % ow_);
-        r /= ow_;
-        oy = (int)(r % oh_);
-        oz = (int)(r / oh_);
-    }
+    VoxelCursor cur;
+    cur.start(kbeg + kk_row, K, out_vol, oh_, ow_);
     float ra[A_PER], rb[B_PER];
-    auto load_tile = [&]() {
-        const bool kok = k < kend;
-        const long long vox = ((long long)oz * oh_ + oy) * ow_ + ox;
-        const long long dy_base = (long long)b * co * out_vol + vox;
-        const long long x_base = (long long)b * ci * in_vol;
-        const int z0 = oz * sd, y0 = oy * sh, x0 = ox * sw;
-#pragma unroll
-        for (int i = 0; i < A_PER; ++i) {
-            const int m = m0 + r16 + 16 * i;
-            ra[i] = (kok && m < M) ? load_f(dy + dy_base + (long long)m * out_vol) : 0.0f;
-        }
-#pragma unroll
-        for (int i = 0; i < B_PER; ++i) {
-            const int j = r16 + 16 * i;
-            const int z = z0 + col_dz[j], y = y0 + col_dy[j], xx = x0 + col_dx[j];
-            float val = 0.0f;
-            if (kok && (unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
-                val = load_f(x + x_base + col_off[j] + ((long long)z * ih_ + y) * iw_ + xx);
-            }
-            rb[i] = val;
-        }
-        // Advance this thread's k row by one tile (16 voxels).
-        k += F_BK;
-        ox += F_BK;
-        while (ox >= ow_) {
-            ox -= ow_;
-            if (++oy == oh_) {
-                oy = 0;
-                if (++oz == od_) {
-                    oz = 0;
-                    ++b;
-                }
-            }
-        }
-    };
-    auto store_tile = [&](int buf) {
-#pragma unroll
-        for (int i = 0; i < A_PER; ++i) As[buf][kk_row][r16 + 16 * i] = ra[i];
-#pragma unroll
-        for (int i = 0; i < B_PER; ++i) Bs[buf][kk_row][r16 + 16 * i] = rb[i];
-    };
     const int tx = tid % TX, ty = tid / TX;
-    float acc[4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+    float acc[4][4] = {};
     __syncthreads();  // column table ready
-    const long long span = kend > kbeg ? kend - kbeg : 0;
-    const int ntiles = (int)((span + F_BK - 1) / F_BK);
-    if (ntiles > 0) {
-        load_tile();
-        store_tile(0);
-    }
-    __syncthreads();
-    for (int kt = 0; kt < ntiles; ++kt) {
-        const int cur = kt & 1;
-        if (kt + 1 < ntiles) load_tile();
+    k_loop(
+        (int)((max(kend - kbeg, 0LL) + F_BK - 1) / F_BK),
+        [&](int) {
+            load_wgrad_tile<float, T, A_PER, B_PER, 16>(ra, rb, x, dy, cur, kend, cols, m0, r16, GEOM_ARGS);
+            cur.advance(F_BK, od_, oh_, ow_);
+        },
+        [&](int buf) {
 #pragma unroll
-        for (int kq = 0; kq < F_BK; ++kq) {
-            const float4 a = *reinterpret_cast<const float4*>(&As[cur][kq][ty * 4]);
-            const float4 bb = *reinterpret_cast<const float4*>(&Bs[cur][kq][tx * 4]);
-            const float av[4] = {a.x, a.y, a.z, a.w};
-            const float bv[4] = {bb.x, bb.y, bb.z, bb.w};
+            for (int i = 0; i < A_PER; ++i) As[buf][kk_row][r16 + 16 * i] = ra[i];
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
-        }
-        if (kt + 1 < ntiles) store_tile(cur ^ 1);
-        __syncthreads();
-    }
-    float* dst = partial + (long long)blockIdx.z * M * N;
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-        const int m = m0 + ty * 4 + i;
-        if (m >= M) continue;
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const int nn = n0 + tx * 4 + j;
-            if (nn < N) dst[(long long)m * N + nn] = acc[i][j];
-        }
-    }
+            for (int i = 0; i < B_PER; ++i) Bs[buf][kk_row][r16 + 16 * i] = rb[i];
+        },
+        [&](int buf) { fma_tile(acc, As[buf], Bs[buf], ty, tx); });
+    float* dst = partial + (long long)blockIdx.z * co * N;
+    each_fma_acc(acc, m0 + ty * 4, n0 + tx * 4, [](int nn) { return nn; },
+                 [&](int m, int nn, float val) { if (m < co && nn < N) dst[(long long)m * N + nn] = val; });
 }
 
-// Grid (ceil(Ci * taps / 64), ceil(Co / 64), chunks), 256 threads; `_m32`: grid
-// (ceil(Ci * taps / 128), ceil(Co / 32), chunks).
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_wgrad_f32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
-                    long long run, GEOM_PARAMS) {
-    igemm_wgrad_body<float, 64>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
-                                od_, oh_, ow_);
-}
+// Entry points: grid (ceil(Ci * taps / BN), ceil(Co / BM), chunks), 256 threads.
+#define WGRAD_KERNEL(name, T, BM)                                                                          \
+    extern "C" __global__ void __launch_bounds__(F_THREADS, 2)                                             \
+        name(const T* __restrict__ x, const T* __restrict__ dy, float* __restrict__ partial, long long run, \
+             GEOM_PARAMS) {                                                                                \
+        igemm_wgrad_body<T, BM>(x, dy, partial, run, GEOM_ARGS);                                           \
+    }
 
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_wgrad_f32_m32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
-                        long long run, GEOM_PARAMS) {
-    igemm_wgrad_body<float, 32>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw,
-                                od_, oh_, ow_);
-}
+WGRAD_KERNEL(igemm_wgrad_f32, float, 64)
+WGRAD_KERNEL(igemm_wgrad_f32_m32, float, 32)
 
 // bf16 inputs, FMA: not launched (src/cuda/mod.rs uses igemm_wgrad_bf16_mma); kept as a tested
 // alternative without tensor cores (tests/emu).
-extern "C" __global__ void __launch_bounds__(F_THREADS, 2)
-    igemm_wgrad_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
-                     long long run, GEOM_PARAMS) {
-    igemm_wgrad_body<bf16_t, 64>(x, dy, partial, run, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph,
-                                 pw, od_, oh_, ow_);
-}
+WGRAD_KERNEL(igemm_wgrad_bf16, bf16_t, 64)
 
 // dw[i] = sum_{z < chunks} partial[z * len + i], in order of z (deterministic), as f32 or bf16.
-extern "C" __global__ void wgrad_sum_f32(const float* __restrict__ partial, float* __restrict__ dw, long long len,
-                                         int chunks) {
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= len) return;
-    float acc = 0.0f;
-    for (int z = 0; z < chunks; ++z) acc += partial[(long long)z * len + i];
-    dw[i] = acc;
-}
-
-extern "C" __global__ void wgrad_sum_bf16(const float* __restrict__ partial, bf16_t* __restrict__ dw, long long len,
+template <typename T>
+__device__ __forceinline__ void wgrad_sum(const float* __restrict__ partial, T* __restrict__ dw, long long len,
                                           int chunks) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= len) return;
     float acc = 0.0f;
     for (int z = 0; z < chunks; ++z) acc += partial[(long long)z * len + i];
-    dw[i] = f32_to_bf16(acc);
+    store_f(dw + i, acc);
+}
+
+extern "C" __global__ void wgrad_sum_f32(const float* __restrict__ partial, float* __restrict__ dw, long long len,
+                                         int chunks) {
+    wgrad_sum(partial, dw, len, chunks);
+}
+
+extern "C" __global__ void wgrad_sum_bf16(const float* __restrict__ partial, bf16_t* __restrict__ dw, long long len,
+                                          int chunks) {
+    wgrad_sum(partial, dw, len, chunks);
 }
 
 // ---------------------------------------------------------------------------------------------------
-// bf16 forward / backward-data on tensor cores: block tile BM (M) x BN (N) x 32 (K), 128 threads =
-// 4 warps, each warp 32 x 32 = 2 (m16) x 4 (n8) mma.sync.m16n8k16 tiles with f32 accumulators (32 per
-// thread): 64 x 64 with warps in 2 x 2, or 32 x 128 with warps in 1 x 4 for at most 32 output rows
-// (the `_m32` kernels). Shared tiles are stored k-contiguous (As[m][k], Bs[n][k]) with rows padded to
-// 40 bf16 (20 words) so the fragment loads hit 32 distinct banks; double-buffered with a register
-// prefetch. A loader: row m = tid / (32 / A_PER), k = (tid % (32 / A_PER)) * A_PER + 0..A_PER-1;
-// B loader: column n = tid % BN (consecutive threads read consecutive voxels),
-// k = (tid / BN) * B_PER + 0..B_PER-1.
-#define H_BK 32
-#define H_LD 40
-#define H_THREADS 128
-
-__device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, const unsigned int* b) {
-#ifdef MAGSEG_HOST_EMULATION
-    // tests/emu/: a host emulation of the PTX fragment semantics (never defined for the GPU build).
-    magseg_emu_mma_bf16_16816(c, a, b);
-#else
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-}
-
+// bf16 forward / backward-data on tensor cores: block tile BM (M) x BN (N) x 32 (K), 4 warps of 32 x 32
+// = 2 (m16) x 4 (n8) mma tiles (32 f32 accumulators per thread): 64 x 64 with warps in 2 x 2, or
+// 32 x 128 with warps in 1 x 4 for at most 32 output rows (the `_m32` kernels). A loader: row
+// m = tid / (32 / A_PER), k = (tid % (32 / A_PER)) * A_PER + 0..A_PER-1; B loader: column n = tid % BN
+// (consecutive threads read consecutive voxels), k = (tid / BN) * B_PER + 0..B_PER-1.
 template <bool TRANSPOSED, int BM>
 __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
                                                 bf16_t* __restrict__ out, GEOM_PARAMS) {
@@ -570,164 +682,54 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
     __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
     __shared__ int taptab[MAX_TAPS_TABLE];
     __shared__ int tapoff[FAST_TAPS];
-    const DataView v = data_view<TRANSPOSED>(n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
-                                             oh_, ow_);
+    const DataView v = data_view<TRANSPOSED>(GEOM_ARGS);
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
     const int m0 = blockIdx.y * BM;
     const long long n0 = (long long)blockIdx.x * BN;
     fill_tap_table(taptab, v.taps, kh_, kw_);
     fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
-    const bool fast = fast_gathers<TRANSPOSED>(v, sd, sh, sw);
 
     const int a_m = tid / (H_BK / A_PER), a_k = (tid % (H_BK / A_PER)) * A_PER;
     const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
-    const Column col = make_column<TRANSPOSED>(v, n0 + b_n, sd, sh, sw, pd, ph, pw);
-    long long col_base = 0;
-    const unsigned col_mask = fast ? column_mask<TRANSPOSED>(v, col, kd_, kh_, kw_, &col_base) : 0u;
+    const ColumnGather gth = column_gather<TRANSPOSED>(v, n0 + b_n, GEOM_ARGS);
     const bool a_row_ok = m0 + a_m < v.M;
     const bf16_t* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
 
-    unsigned int ra[A_PER / 2], rb[B_PER / 2];  // element 2j in the low half of word j
-    auto load_tile = [&](int k0) {
-        int k = k0 + a_k;
-        int c = k / v.taps, t = k - c * v.taps;
-#pragma unroll
-        for (int i = 0; i < A_PER; ++i) {
-            const unsigned int h = (a_row_ok && k + i < v.K) ? (unsigned int)__ldg(a_row + c * v.sAc + t) : 0u;
-            if (i % 2 == 0) ra[i / 2] = h; else ra[i / 2] |= h << 16;
-            if (++t == v.taps) { t = 0; ++c; }
-        }
-        k = k0 + b_k;
-        c = k / v.taps;
-        t = k - c * v.taps;
-#pragma unroll
-        for (int i = 0; i < B_PER; ++i) {
-            unsigned int h = 0u;
-            if (fast) {
-                if (k + i < v.K && ((col_mask >> t) & 1u)) {
-                    h = (unsigned int)__ldg(src + (col_base + c * v.svol + tapoff[t]));
-                }
-            } else {
-                const bf16_t* p;
-                if (col.ok && k + i < v.K && gather_ptr<TRANSPOSED>(v, col, src, c, taptab[t], sd, sh, sw, &p)) {
-                    h = (unsigned int)__ldg(p);
-                }
-            }
-            if (i % 2 == 0) rb[i / 2] = h; else rb[i / 2] |= h << 16;
-            if (++t == v.taps) { t = 0; ++c; }
-        }
-    };
-    auto store_tile = [&](int buf) {
-        uint4* pa = reinterpret_cast<uint4*>(&As[buf][a_m][a_k]);
-#pragma unroll
-        for (int q = 0; q < A_PER / 8; ++q) pa[q] = make_uint4(ra[4 * q], ra[4 * q + 1], ra[4 * q + 2], ra[4 * q + 3]);
-        uint4* pb = reinterpret_cast<uint4*>(&Bs[buf][b_n][b_k]);
-#pragma unroll
-        for (int q = 0; q < B_PER / 8; ++q) pb[q] = make_uint4(rb[4 * q], rb[4 * q + 1], rb[4 * q + 2], rb[4 * q + 3]);
-    };
-
+    unsigned int ra[A_PER / 2], rb[B_PER / 2];  // two bf16 per word (see `put`)
     const int wm = (warp / WARPS_N) * 32, wn = (warp % WARPS_N) * 32;
-    const int g = lane >> 2, tg = lane & 3;
-    float acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
-
-    __syncthreads();  // tap table ready
-    const int ntiles = (v.K + H_BK - 1) / H_BK;
-    load_tile(0);
-    store_tile(0);
-    __syncthreads();
-    for (int kt = 0; kt < ntiles; ++kt) {
-        const int cur = kt & 1;
-        if (kt + 1 < ntiles) load_tile((kt + 1) * H_BK);
-#pragma unroll
-        for (int ks = 0; ks < H_BK; ks += 16) {
-            unsigned int af[2][4], bfr[4][2];
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                const int r = wm + i * 16 + g;
-                af[i][0] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2]);
-                af[i][1] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2]);
-                af[i][2] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2 + 8]);
-                af[i][3] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2 + 8]);
-            }
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int cidx = wn + j * 8 + g;
-                bfr[j][0] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2]);
-                bfr[j][1] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2 + 8]);
-            }
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
-        }
-        if (kt + 1 < ntiles) store_tile(cur ^ 1);
-        __syncthreads();
-    }
-    // C fragment: acc[i][j][0..1] at (row g, cols 2tg, 2tg+1), acc[i][j][2..3] at row g + 8.
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-            const long long nidx = n0 + wn + j * 8 + tg * 2 + e;
-            if (nidx >= v.N) continue;
-            const long long b = nidx / v.nvol;
-            const long long vox = nidx - b * v.nvol;
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int m = m0 + wm + i * 16 + g + h * 8;
-                    if (m < v.M) out[(b * v.M + m) * v.nvol + vox] = f32_to_bf16(acc[i][j][h * 2 + e]);
-                }
-            }
-        }
-    }
+    float acc[2][4][4] = {};
+    __syncthreads();  // tap tables ready
+    k_loop(
+        (v.K + H_BK - 1) / H_BK,
+        [&](int kt) {
+            load_data_tile<TRANSPOSED, A_PER, B_PER>(ra, rb, v, a_row, a_row_ok, kt * H_BK + a_k, src, gth, tapoff,
+                                                     taptab, kt * H_BK + b_k, sd, sh, sw);
+        },
+        [&](int buf) {
+            store_packed<A_PER / 2>(&As[buf][a_m][a_k], ra);
+            store_packed<B_PER / 2>(&Bs[buf][b_n][b_k], rb);
+        },
+        [&](int buf) { mma_tile(acc, As[buf], Bs[buf], wm, wn, lane); });
+    each_mma_acc(
+        acc, m0 + wm, wn, lane, [&](int j) { return data_out_column(v, n0 + j); },
+        [&](int m, long long column, float val) { store_data_out(out, v, m, column, val); });
 }
 
 // y = conv3d(x, w) in bf16: grid (ceil(N / 64), ceil(Co / 64)), 128 threads; `_m32`: grid
 // (ceil(N / 128), ceil(Co / 32)).
-extern "C" __global__ void __launch_bounds__(H_THREADS)
-    igemm_fwd_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w, bf16_t* __restrict__ y,
-                   GEOM_PARAMS) {
-    igemm_bf16_body<false, 64>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                               ow_);
-}
-
-extern "C" __global__ void __launch_bounds__(H_THREADS)
-    igemm_fwd_bf16_m32(const bf16_t* __restrict__ x, const bf16_t* __restrict__ w, bf16_t* __restrict__ y,
-                       GEOM_PARAMS) {
-    igemm_bf16_body<false, 32>(w, x, y, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                               ow_);
-}
+DATA_KERNEL(igemm_fwd_bf16, bf16_t, __launch_bounds__(H_THREADS), igemm_bf16_body, false, 64)
+DATA_KERNEL(igemm_fwd_bf16_m32, bf16_t, __launch_bounds__(H_THREADS), igemm_bf16_body, false, 32)
 
 // dx = backward-data(dy, w) in bf16: grid (ceil(N / 64), ceil(Ci / 64)), 128 threads; `_m32`: grid
 // (ceil(N / 128), ceil(Ci / 32)).
-extern "C" __global__ void __launch_bounds__(H_THREADS)
-    igemm_bwd_data_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w, bf16_t* __restrict__ dx,
-                        GEOM_PARAMS) {
-    igemm_bf16_body<true, 64>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                              ow_);
-}
-
-extern "C" __global__ void __launch_bounds__(H_THREADS)
-    igemm_bwd_data_bf16_m32(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w, bf16_t* __restrict__ dx,
-                            GEOM_PARAMS) {
-    igemm_bf16_body<true, 32>(w, dy, dx, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_, oh_,
-                              ow_);
-}
+DATA_KERNEL(igemm_bwd_data_bf16, bf16_t, __launch_bounds__(H_THREADS), igemm_bf16_body, true, 64)
+DATA_KERNEL(igemm_bwd_data_bf16_m32, bf16_t, __launch_bounds__(H_THREADS), igemm_bf16_body, true, 32)
 
 // ---------------------------------------------------------------------------------------------------
 // bf16 backward-weight on tensor cores (f32 accumulation, f32 partials summed by wgrad_sum_bf16): the
 // GEMM M = Co, N = Ci * taps, K = voxels of the chunk blockIdx.z (as igemm_wgrad_*), block tile 64 x 64
-// x 32, 128 threads = 4 warps in 2 x 2 with 32 x 32 warp tiles of mma.sync.m16n8k16, tiles stored
-// k-contiguous (As[m][k], Bs[n][k], rows of 40 bf16) and double-buffered. Loaders: thread -> k row
+// x 32, 4 warps in 2 x 2, tiles stored k-contiguous and double-buffered. Loaders: thread -> k row
 // tid % 32 (consecutive threads read consecutive voxels of dy and x) and rows m / columns
 // n = tid / 32 + 4 * i (i < 16); the (channel, tap) of each column comes from a per-block table.
 extern "C" __global__ void __launch_bounds__(H_THREADS)
@@ -736,155 +738,43 @@ extern "C" __global__ void __launch_bounds__(H_THREADS)
     constexpr int BM = 64, BN = 64;
     __shared__ __align__(16) bf16_t As[2][BM][H_LD];
     __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
-    __shared__ long long col_off[BN];
-    __shared__ int col_dz[BN], col_dy[BN], col_dx[BN];
+    __shared__ WgradColumns<BN> cols;
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
     const int taps = kd_ * kh_ * kw_;
-    const int M = co;
     const int N = ci * taps;
-    const long long in_vol = (long long)id_ * ih_ * iw_;
     const long long out_vol = (long long)od_ * oh_ * ow_;
     const long long K = (long long)n * out_vol;
     const long long kbeg = (long long)blockIdx.z * run;
     const long long kend = min(K, kbeg + run);
     const int m0 = blockIdx.y * BM;
     const int n0 = blockIdx.x * BN;
-    // Column table: channel offset and tap minus padding; a column past N gets a z offset that makes
-    // every gather fall outside the input (z < 0).
-    for (int j = tid; j < BN; j += H_THREADS) {
-        const int nn = n0 + j;
-        if (nn < N) {
-            const int c = nn / taps;
-            int t = nn - c * taps;
-            col_dx[j] = t % kw_ - pw;
-            t /= kw_;
-            col_dy[j] = t % kh_ - ph;
-            col_dz[j] = t / kh_ - pd;
-            col_off[j] = (long long)c * in_vol;
-        } else {
-            col_off[j] = 0;
-            col_dz[j] = -(1 << 30);
-            col_dy[j] = 0;
-            col_dx[j] = 0;
-        }
-    }
-    const int kq = tid & 31, r4 = tid >> 5;
-    long long k = kbeg + kq;
-    int b, oz, oy, ox;
-    {
-        const long long kc = k < K ? k : 0;
-        b = (int)(kc / out_vol);
-        long long r = kc - (long long)b * out_vol;
-        ox = (int)(r % ow_);
-        r /= ow_;
-        oy = (int)(r % oh_);
-        oz = (int)(r / oh_);
-    }
-    bf16_t ra[16], rb[16];
-    auto load_tile = [&]() {
-        const bool kok = k < kend;
-        const long long vox = ((long long)oz * oh_ + oy) * ow_ + ox;
-        const long long dy_base = (long long)b * co * out_vol + vox;
-        const long long x_base = (long long)b * ci * in_vol;
-        const int z0 = oz * sd, y0 = oy * sh, x0 = ox * sw;
-#pragma unroll
-        for (int i = 0; i < 16; ++i) {
-            const int m = m0 + r4 + 4 * i;
-            ra[i] = (kok && m < M) ? __ldg(dy + dy_base + (long long)m * out_vol) : (bf16_t)0;
-            const int j = r4 + 4 * i;
-            const int z = z0 + col_dz[j], y = y0 + col_dy[j], xx = x0 + col_dx[j];
-            bf16_t val = 0;
-            if (kok && (unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ && (unsigned)xx < (unsigned)iw_) {
-                val = __ldg(x + x_base + col_off[j] + ((long long)z * ih_ + y) * iw_ + xx);
-            }
-            rb[i] = val;
-        }
-        // Advance this thread's k row by one tile (32 voxels).
-        k += H_BK;
-        ox += H_BK;
-        while (ox >= ow_) {
-            ox -= ow_;
-            if (++oy == oh_) {
-                oy = 0;
-                if (++oz == od_) {
-                    oz = 0;
-                    ++b;
-                }
-            }
-        }
-    };
-    auto store_tile = [&](int buf) {
-#pragma unroll
-        for (int i = 0; i < 16; ++i) {
-            As[buf][r4 + 4 * i][kq] = ra[i];
-            Bs[buf][r4 + 4 * i][kq] = rb[i];
-        }
-    };
-    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
-    const int g = lane >> 2, tg = lane & 3;
-    float acc[2][4][4];
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+    cols.fill(n0, N, taps, (long long)id_ * ih_ * iw_, kh_, kw_, pd, ph, pw);
 
+    const int kq = tid & 31, r4 = tid >> 5;
+    VoxelCursor cur;
+    cur.start(kbeg + kq, K, out_vol, oh_, ow_);
+    bf16_t ra[16], rb[16];
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    float acc[2][4][4] = {};
     __syncthreads();  // column table ready
-    const long long span = kend > kbeg ? kend - kbeg : 0;
-    const int ntiles = (int)((span + H_BK - 1) / H_BK);
-    if (ntiles > 0) {
-        load_tile();
-        store_tile(0);
-    }
-    __syncthreads();
-    for (int kt = 0; kt < ntiles; ++kt) {
-        const int cur = kt & 1;
-        if (kt + 1 < ntiles) load_tile();
+    k_loop(
+        (int)((max(kend - kbeg, 0LL) + H_BK - 1) / H_BK),
+        [&](int) {
+            load_wgrad_tile<bf16_t, bf16_t, 16, 16, 4>(ra, rb, x, dy, cur, kend, cols, m0, r4, GEOM_ARGS);
+            cur.advance(H_BK, od_, oh_, ow_);
+        },
+        [&](int buf) {
 #pragma unroll
-        for (int ks = 0; ks < H_BK; ks += 16) {
-            unsigned int af[2][4], bfr[4][2];
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-                const int r = wm + i * 16 + g;
-                af[i][0] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2]);
-                af[i][1] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2]);
-                af[i][2] = *reinterpret_cast<const unsigned int*>(&As[cur][r][ks + tg * 2 + 8]);
-                af[i][3] = *reinterpret_cast<const unsigned int*>(&As[cur][r + 8][ks + tg * 2 + 8]);
+            for (int i = 0; i < 16; ++i) {
+                As[buf][r4 + 4 * i][kq] = ra[i];
+                Bs[buf][r4 + 4 * i][kq] = rb[i];
             }
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int cidx = wn + j * 8 + g;
-                bfr[j][0] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2]);
-                bfr[j][1] = *reinterpret_cast<const unsigned int*>(&Bs[cur][cidx][ks + tg * 2 + 8]);
-            }
-#pragma unroll
-            for (int i = 0; i < 2; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
-        }
-        if (kt + 1 < ntiles) store_tile(cur ^ 1);
-        __syncthreads();
-    }
-    // C fragment: acc[i][j][0..1] at (row g, cols 2tg, 2tg+1), acc[i][j][2..3] at row g + 8.
-    float* dst = partial + (long long)blockIdx.z * M * N;
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int m = m0 + wm + i * 16 + g + h * 8;
-            if (m >= M) continue;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                    const int nn = n0 + wn + j * 8 + tg * 2 + e;
-                    if (nn < N) dst[(long long)m * N + nn] = acc[i][j][h * 2 + e];
-                }
-            }
-        }
-    }
+        },
+        [&](int buf) { mma_tile(acc, As[buf], Bs[buf], wm, wn, lane); });
+    float* dst = partial + (long long)blockIdx.z * co * N;
+    each_mma_acc(acc, m0 + wm, n0 + wn, lane, [](int nn) { return nn; },
+                 [&](int m, int nn, float val) { if (m < co && nn < N) dst[(long long)m * N + nn] = val; });
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -939,12 +829,10 @@ __device__ __forceinline__ void nooverlap_body(const T* __restrict__ dy, const T
 
 extern "C" __global__ void nooverlap_bwd_data_f32(const float* __restrict__ dy, const float* __restrict__ w,
                                                   float* __restrict__ dx, long long total, GEOM_PARAMS) {
-    nooverlap_body<float>(dy, w, dx, total, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
-                          oh_, ow_);
+    nooverlap_body<float>(dy, w, dx, total, GEOM_ARGS);
 }
 
 extern "C" __global__ void nooverlap_bwd_data_bf16(const bf16_t* __restrict__ dy, const bf16_t* __restrict__ w,
                                                    bf16_t* __restrict__ dx, long long total, GEOM_PARAMS) {
-    nooverlap_body<bf16_t>(dy, w, dx, total, n, ci, co, id_, ih_, iw_, kd_, kh_, kw_, sd, sh, sw, pd, ph, pw, od_,
-                           oh_, ow_);
+    nooverlap_body<bf16_t>(dy, w, dx, total, GEOM_ARGS);
 }
