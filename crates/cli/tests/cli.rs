@@ -3,8 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-mod common;
-
 fn magseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_magseg")).args(args).output().expect("run magseg")
 }
@@ -14,7 +12,7 @@ fn text(o: &Output) -> String {
 }
 
 fn shared_case(test: &str) -> Option<PathBuf> {
-    common::shared_data(test).map(|root| root.join("brats2018/Brats18_CBICA_ABM_1"))
+    magseg_testkit::shared_data(test).map(|root| root.join("brats2018/Brats18_CBICA_ABM_1"))
 }
 
 #[test]

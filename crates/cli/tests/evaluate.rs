@@ -9,8 +9,6 @@ use magseg_volume::phantom::{write_dataset, PhantomOptions};
 use magseg_volume::{read_labels, write_labels, Geometry, LabelMap, Volume};
 use serde_json::Value;
 
-mod common;
-
 fn magseg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_magseg")).args(args).output().expect("run magseg")
 }
@@ -25,7 +23,8 @@ fn json(o: &Output) -> Value {
 }
 
 fn shared_seg(test: &str) -> Option<PathBuf> {
-    common::shared_data(test).map(|root| root.join("brats2018/Brats18_CBICA_ABM_1/Brats18_CBICA_ABM_1_seg.nii.gz"))
+    magseg_testkit::shared_data(test)
+        .map(|root| root.join("brats2018/Brats18_CBICA_ABM_1/Brats18_CBICA_ABM_1_seg.nii.gz"))
 }
 
 fn s(p: &Path) -> &str {

@@ -3,8 +3,6 @@
 //! segmentation voxel for voxel, bad inputs are refused before anything is written, and the subset
 //! evaluation's Shapley values add up to the all-modality Dice.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -180,7 +178,7 @@ fn mirrored(img: &Image) -> Image {
 
 #[test]
 fn a_mirrored_copy_of_a_real_case_gets_the_same_segmentation_voxel_for_voxel() {
-    let Some(shared) = common::shared_data("a_mirrored_copy_of_a_real_case_gets_the_same_segmentation") else {
+    let Some(shared) = magseg_testkit::shared_data("a_mirrored_copy_of_a_real_case_gets_the_same_segmentation") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

@@ -112,18 +112,18 @@ fn every_golden_case_matches() {
 fn brats_shift_matches() {
     let doc = expected();
     let Some(bs) = doc.get("brats_shift") else {
-        common_skip("brats_shift_matches", "expected.json has no brats_shift entry");
+        magseg_testkit::skip("brats_shift_matches", "expected.json has no brats_shift entry");
         return;
     };
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/brats2018")
+    let path = magseg_testkit::shared_root()
+        .join("brats2018")
         .join(bs["case"].as_str().unwrap())
         .join(format!("{}_seg.nii.gz", bs["case"].as_str().unwrap()));
     if !path.exists() {
-        if std::env::var("MAGSEG_REQUIRE_SHARED").is_ok_and(|v| v == "1") {
+        if magseg_testkit::shared_required() {
             panic!("brats_shift_matches: {} is required (MAGSEG_REQUIRE_SHARED=1)", path.display());
         }
-        common_skip("brats_shift_matches", &format!("{} not found", path.display()));
+        magseg_testkit::skip("brats_shift_matches", &format!("{} not found", path.display()));
         return;
     }
     let seg = read_labels(&path).unwrap();
@@ -152,9 +152,4 @@ fn brats_shift_matches() {
         let rm: Vec<bool> = seg.data.iter().map(|v| labels.contains(v)).collect();
         check_entry(&format!("brats {}", r.region), e, &pm, &rm, &grid);
     }
-}
-
-fn common_skip(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }

@@ -1,8 +1,6 @@
 //! Dataset discovery (MSD, BraTS, BraTS 2023, iSEG, TOML/CSV manifests), case loading and label presets,
 //! on the shared real data and on tiny volumes written to a temporary folder.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -70,7 +68,7 @@ fn err_text<T: std::fmt::Debug>(r: Result<T, VolumeError>) -> String {
 
 #[test]
 fn brats2018_folder_and_case_folder() {
-    let Some(root) = common::shared_data("brats2018_folder_and_case_folder") else { return };
+    let Some(root) = magseg_testkit::shared_data("brats2018_folder_and_case_folder") else { return };
     let ds = discover(&root.join("brats2018")).unwrap();
     assert_eq!(ds.layout, Layout::Brats);
     assert_eq!(ds.cases.len(), 15);
@@ -85,7 +83,7 @@ fn brats2018_folder_and_case_folder() {
 
 #[test]
 fn brats2018_case_loads_with_preset() {
-    let Some(root) = common::shared_data("brats2018_case_loads_with_preset") else { return };
+    let Some(root) = magseg_testkit::shared_data("brats2018_case_loads_with_preset") else { return };
     let ds = discover(&root.join("brats2018/Brats18_2013_11_1")).unwrap();
     let loaded = load_case(&ds.cases[0], ds.preset.as_ref()).unwrap();
     assert_eq!(loaded.images.len(), 4);
@@ -102,7 +100,7 @@ fn brats2018_case_loads_with_preset() {
 
 #[test]
 fn msd_fixture_splits_channels() {
-    let Some(root) = common::shared_data("msd_fixture_splits_channels") else { return };
+    let Some(root) = magseg_testkit::shared_data("msd_fixture_splits_channels") else { return };
     let dir = root.join("fixtures/Task01_BrainTumour_like");
     let ds = discover(&dir).unwrap();
     assert_eq!(ds.layout, Layout::Msd);
@@ -129,7 +127,7 @@ fn msd_fixture_splits_channels() {
 
 #[test]
 fn iseg_fixture_with_preset() {
-    let Some(root) = common::shared_data("iseg_fixture_with_preset") else { return };
+    let Some(root) = magseg_testkit::shared_data("iseg_fixture_with_preset") else { return };
     let ds = discover(&root.join("fixtures/iseg_like_2mm")).unwrap();
     assert_eq!(ds.layout, Layout::Iseg);
     assert_eq!(ds.cases.len(), 1);

@@ -1,12 +1,10 @@
 //! Reading the shared real data: BraTS 2018 NIfTI, the iSEG-like Analyze 7.5 fixture and the MSD 4-D fixture.
 
-mod common;
-
 use magseg_volume::{read_image, read_labels, FileFormat};
 
 #[test]
 fn brats_case_reads_with_lps_geometry_and_labels() {
-    let Some(root) = common::shared_data("brats_case_reads_with_lps_geometry_and_labels") else {
+    let Some(root) = magseg_testkit::shared_data("brats_case_reads_with_lps_geometry_and_labels") else {
         return;
     };
     let dir = root.join("brats2018/Brats18_CBICA_ABM_1");
@@ -28,7 +26,7 @@ fn brats_case_reads_with_lps_geometry_and_labels() {
 
 #[test]
 fn iseg_analyze_pair_reads() {
-    let Some(root) = common::shared_data("iseg_analyze_pair_reads") else {
+    let Some(root) = magseg_testkit::shared_data("iseg_analyze_pair_reads") else {
         return;
     };
     let dir = root.join("fixtures/iseg_like_2mm");
@@ -47,7 +45,7 @@ fn iseg_analyze_pair_reads() {
 
 #[test]
 fn msd_four_d_image_has_four_channels() {
-    let Some(root) = common::shared_data("msd_four_d_image_has_four_channels") else {
+    let Some(root) = magseg_testkit::shared_data("msd_four_d_image_has_four_channels") else {
         return;
     };
     let dir = root.join("fixtures/Task01_BrainTumour_like");
