@@ -99,13 +99,16 @@ impl CaseCache {
     }
 
     /// Prepare every item with `prepare` in parallel (e.g. load, preprocess, [`CaseData::from_loaded`]);
-    /// the cache keeps the input order. The first error is returned.
-    pub fn build<I, F>(items: &[I], prepare: F) -> Result<Self>
+    /// the cache keeps the input order. The first error is returned, of `prepare`'s own error type
+    /// (the cache adds none).
+    pub fn build<I, E, F>(items: &[I], prepare: F) -> std::result::Result<Self, E>
     where
         I: Sync,
-        F: Fn(&I) -> Result<CaseData> + Sync,
+        E: Send,
+        F: Fn(&I) -> std::result::Result<CaseData, E> + Sync,
     {
-        let cases: Vec<Arc<CaseData>> = items.par_iter().map(|i| prepare(i).map(Arc::new)).collect::<Result<_>>()?;
+        let cases: Vec<Arc<CaseData>> =
+            items.par_iter().map(|i| prepare(i).map(Arc::new)).collect::<std::result::Result<_, E>>()?;
         tracing::debug!(cases = cases.len(), "case cache built");
         Ok(Self { cases })
     }

@@ -75,7 +75,7 @@ fn invalid_loader_config_and_empty_cache() {
 #[test]
 fn cache_build_keeps_order() {
     let dims = [[10, 10, 10], [12, 11, 10], [9, 9, 9]];
-    let cache = CaseCache::build(&dims, |d| Ok(sparse_case(*d, [1, 1, 1]))).unwrap();
+    let cache = CaseCache::build(&dims, |d| Ok::<_, PatchError>(sparse_case(*d, [1, 1, 1]))).unwrap();
     assert_eq!(cache.len(), 3);
     for (i, d) in dims.iter().enumerate() {
         assert_eq!(cache.get(i).unwrap().dims, *d);

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use magseg_patch::{CaseCache, CaseData};
 use magseg_volume::{discover, load_case, Case, Dataset, LabelPreset, LoadedCase};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::preprocess::{preprocess, Preprocess};
@@ -168,11 +167,5 @@ pub fn prepare_cases(
     preset: &LabelPreset,
     spacing: Option<[f64; 3]>,
 ) -> Result<CaseCache> {
-    let prepared: Vec<CaseData> =
-        cases.par_iter().map(|c| prepare_case(c, modalities, preset, spacing)).collect::<Result<_>>()?;
-    let mut cache = CaseCache::new();
-    for c in prepared {
-        cache.push(c);
-    }
-    Ok(cache)
+    CaseCache::build(cases, |c| prepare_case(c, modalities, preset, spacing))
 }
