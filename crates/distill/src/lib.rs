@@ -321,39 +321,39 @@ pub fn magms_loss(
         total = (total + d)?;
     }
 
-    let mut kl_sum = 0.0;
-    if cfg.lambda != 0.0 && !modality_logits.is_empty() {
-        let opts = KlOptions { soften_teacher: cfg.soften_teacher, detach_teacher: cfg.detach_teacher };
-        let mut acc: Option<Tensor> = None;
-        for z in modality_logits {
-            let kl = kl_distill(z, fused_logits, cfg.temperature, opts)?;
-            acc = Some(match acc {
-                None => kl,
-                Some(a) => (a + kl)?,
-            });
-        }
-        if let Some(kl) = acc {
-            kl_sum = scalar(&kl)?;
-            total = (total + kl.affine(cfg.lambda, 0.0)?)?;
-        }
-    }
-
-    let mut mse_sum = 0.0;
-    if use_mse && !modality_features.is_empty() {
-        let mut acc: Option<Tensor> = None;
-        for f in modality_features {
-            let mse = feature_mse(f, fused_features)?;
-            acc = Some(match acc {
-                None => mse,
-                Some(a) => (a + mse)?,
-            });
-        }
-        if let Some(mse) = acc {
-            mse_sum = scalar(&mse)?;
-            total = (total + mse.affine(cfg.gamma, 0.0)?)?;
-        }
-    }
+    let opts = KlOptions { soften_teacher: cfg.soften_teacher, detach_teacher: cfg.detach_teacher };
+    let (total, kl_sum) =
+        add_weighted_sum(total, cfg.lambda, modality_logits, |z| kl_distill(z, fused_logits, cfg.temperature, opts))?;
+    let (total, mse_sum) = add_weighted_sum(total, cfg.gamma, modality_features, |f| feature_mse(f, fused_features))?;
 
     tracing::trace!(dice_ce = ?dice_values, kl = kl_sum, mse = mse_sum, "magms loss");
     Ok(LossParts { total, dice_ce: dice_values, kl: kl_sum, mse: mse_sum })
+}
+
+/// `total + weight · Σ_items term(item)`, and the value of the unweighted sum; `total` unchanged and 0
+/// when `weight` is 0 (no term is computed) or there are no items.
+fn add_weighted_sum<T>(
+    total: Tensor,
+    weight: f64,
+    items: &[T],
+    term: impl Fn(&T) -> Result<Tensor>,
+) -> Result<(Tensor, f64)> {
+    if weight == 0.0 {
+        return Ok((total, 0.0));
+    }
+    let mut acc: Option<Tensor> = None;
+    for item in items {
+        let t = term(item)?;
+        acc = Some(match acc {
+            None => t,
+            Some(a) => (a + t)?,
+        });
+    }
+    match acc {
+        Some(sum) => {
+            let value = scalar(&sum)?;
+            Ok(((total + sum.affine(weight, 0.0)?)?, value))
+        }
+        None => Ok((total, 0.0)),
+    }
 }
