@@ -84,6 +84,36 @@ pub(crate) fn pad_plane(s: &CorrSpec, input: &[f32], pd: usize, slot: &mut [f32]
     }
 }
 
+/// Readies the ring of `scratch`: kD slots of `slot_len` floats, none holding a plane yet.
+pub(crate) fn reset_ring(s: &CorrSpec, scratch: &mut Scratch, slot_len: usize) {
+    let kd = s.k[0];
+    scratch.ring.resize(kd * slot_len, 0.0);
+    scratch.ring_tags.clear();
+    scratch.ring_tags.resize(kd, usize::MAX);
+}
+
+/// Makes the ring hold the padded planes `qd..qd + kD` that output plane `qd` reads (plane `pd` in
+/// slot `pd % kD`), padding only those it does not hold yet.
+pub(crate) fn load_ring(s: &CorrSpec, input: &[f32], qd: usize, scratch: &mut Scratch, slot_len: usize) {
+    let kd = s.k[0];
+    for pd in qd..qd + kd {
+        let slot = pd % kd;
+        if scratch.ring_tags[slot] != pd {
+            pad_plane(s, input, pd, &mut scratch.ring[slot * slot_len..][..slot_len]);
+            scratch.ring_tags[slot] = pd;
+        }
+    }
+}
+
+/// The taps of output plane `qd` whose padded plane lies inside the input (the others only meet
+/// zeros): `(tap, pd, th, tw)` with `tap = (td·kH + th)·kW + tw` and padded plane `pd = qd + td`.
+pub(crate) fn live_taps(s: &CorrSpec, qd: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+    let [kd, kh, kw] = s.k;
+    (0..kd).filter(move |td| input_plane(s, qd + td).is_some()).flat_map(move |td| {
+        (0..kh).flat_map(move |th| (0..kw).map(move |tw| ((td * kh + th) * kw + tw, qd + td, th, tw)))
+    })
+}
+
 /// Computes the output planes `qd0, qd0 + 1, …` (`planes[i]` holds the output channels' planes
 /// of `qd0 + i`) from one batch element's unpadded input.
 pub(crate) fn implicit_run(
@@ -105,45 +135,26 @@ pub(crate) fn implicit_run(
     let rows = (TILE_VOXELS / wp).clamp(1, qh_n.max(1));
     let ld = ((rows - 1) * wp + qw_n).next_multiple_of(LANES);
     scratch.tile.resize(s.cout * ld, 0.0);
-    scratch.ring.resize(kd * slot_len, 0.0);
-    scratch.ring_tags.clear();
-    scratch.ring_tags.resize(kd, usize::MAX);
+    reset_ring(s, scratch, slot_len);
     for (i, out) in planes.iter_mut().enumerate() {
         let qd = qd0 + i;
-        for pd in qd..qd + kd {
-            let slot = pd % kd;
-            if scratch.ring_tags[slot] != pd {
-                pad_plane(s, input, pd, &mut scratch.ring[slot * slot_len..][..slot_len]);
-                scratch.ring_tags[slot] = pd;
-            }
-        }
+        load_ring(s, input, qd, scratch, slot_len);
         let mut qh0 = 0;
         while qh0 < qh_n {
             let qh1 = (qh0 + rows).min(qh_n);
             let m = ((qh1 - qh0 - 1) * wp + qw_n).next_multiple_of(LANES);
             let mut first = true;
-            let mut tap = 0;
-            for td in 0..kd {
-                let pd = qd + td;
-                if input_plane(s, pd).is_none() {
-                    tap += kh * kw;
-                    continue;
-                }
+            for (tap, pd, th, tw) in live_taps(s, qd) {
                 let ring = &scratch.ring[(pd % kd) * slot_len..][..slot_len];
-                for th in 0..kh {
-                    for tw in 0..kw {
-                        let off = (qh0 + th) * wp + tw;
-                        let lhs = MatRef { data: &ring[off..], rs: 1, cs: plane };
-                        let w = &taps[tap * s.cout * s.cin..(tap + 1) * s.cout * s.cin];
-                        let rhs = MatRef { data: w, rs: 1, cs: s.cin };
-                        let tile = &mut scratch.tile;
-                        if !gemm_f32(m, s.cout, s.cin, tile, 1, ld, !first, lhs, rhs, false) {
-                            return Err(internal("implicit gemm operands out of bounds"));
-                        }
-                        first = false;
-                        tap += 1;
-                    }
+                let off = (qh0 + th) * wp + tw;
+                let lhs = MatRef { data: &ring[off..], rs: 1, cs: plane };
+                let w = &taps[tap * s.cout * s.cin..(tap + 1) * s.cout * s.cin];
+                let rhs = MatRef { data: w, rs: 1, cs: s.cin };
+                let tile = &mut scratch.tile;
+                if !gemm_f32(m, s.cout, s.cin, tile, 1, ld, !first, lhs, rhs, false) {
+                    return Err(internal("implicit gemm operands out of bounds"));
                 }
+                first = false;
             }
             if first {
                 scratch.tile.fill(0.0);

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::conv::forward_spec;
 use super::corr::{gather, internal, CorrSpec, Scratch, LANES};
 use super::gemm::{gemm_f32, MatRef};
-use super::implicit::{self, input_plane, pad_plane, padded_dims, SLACK, TILE_VOXELS};
+use super::implicit::{self, padded_dims, SLACK, TILE_VOXELS};
 use super::pointwise;
 use crate::{Conv3dGeometry, KernelsError};
 
@@ -165,17 +165,9 @@ fn implicit_wgrad_run(
     let rows = (TILE_VOXELS / wp).clamp(1, qh_n.max(1));
     let max_len = ((rows - 1) * wp + qw_n).next_multiple_of(LANES);
     scratch.col.resize(max_len * co_n, 0.0);
-    scratch.ring.resize(kd * slot_len, 0.0);
-    scratch.ring_tags.clear();
-    scratch.ring_tags.resize(kd, usize::MAX);
+    implicit::reset_ring(s, scratch, slot_len);
     for qd in qds {
-        for pd in qd..qd + kd {
-            let slot = pd % kd;
-            if scratch.ring_tags[slot] != pd {
-                pad_plane(s, input, pd, &mut scratch.ring[slot * slot_len..][..slot_len]);
-                scratch.ring_tags[slot] = pd;
-            }
-        }
+        implicit::load_ring(s, input, qd, scratch, slot_len);
         let mut qh0 = 0;
         while qh0 < qh_n {
             let qh1 = (qh0 + rows).min(qh_n);
@@ -191,25 +183,14 @@ fn implicit_wgrad_run(
                     }
                 }
             }
-            let mut tap = 0;
-            for td in 0..kd {
-                let pd = qd + td;
-                if input_plane(s, pd).is_none() {
-                    tap += kh * kw;
-                    continue;
-                }
+            for (tap, pd, th, tw) in implicit::live_taps(s, qd) {
                 let ring = &scratch.ring[(pd % kd) * slot_len..][..slot_len];
-                for th in 0..kh {
-                    for tw in 0..kw {
-                        let off = (qh0 + th) * wp + tw;
-                        let lhs = MatRef { data: &scratch.col[..len * co_n], rs: 1, cs: co_n };
-                        let rhs = MatRef { data: &ring[off..], rs: 1, cs: plane };
-                        let dst = &mut acc[tap * ci_n * co_n..(tap + 1) * ci_n * co_n];
-                        if !gemm_f32(co_n, ci_n, len, dst, 1, co_n, true, lhs, rhs, false) {
-                            return Err(internal("implicit weight-gradient gemm out of bounds"));
-                        }
-                        tap += 1;
-                    }
+                let off = (qh0 + th) * wp + tw;
+                let lhs = MatRef { data: &scratch.col[..len * co_n], rs: 1, cs: co_n };
+                let rhs = MatRef { data: &ring[off..], rs: 1, cs: plane };
+                let dst = &mut acc[tap * ci_n * co_n..(tap + 1) * ci_n * co_n];
+                if !gemm_f32(co_n, ci_n, len, dst, 1, co_n, true, lhs, rhs, false) {
+                    return Err(internal("implicit weight-gradient gemm out of bounds"));
                 }
             }
             qh0 = qh1;
