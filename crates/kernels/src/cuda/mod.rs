@@ -157,7 +157,6 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     (rows, vol): (usize, usize),
     shape: [usize; 5],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let args = geometry_args(op, g)?;
     let (func, (bm, bn)) = if rows <= NARROW_ROWS {
         (format!("{func}_m32"), NARROW_TILE)
     } else {
@@ -174,12 +173,6 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
         );
     }
     let out = dev.alloc_zeros::<T>(shape.iter().product())?;
-    let f = dev.get_or_load_custom_func(&func, MODULE_GEMM, PTX_GEMM)?;
-    let mut builder = f.builder();
-    builder.arg(src).arg(w).arg(&out);
-    for v in &args {
-        builder.arg(v);
-    }
     // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16}[_m32](const T* src, const T* w, T* out, 18 x int), T = f32
     // or bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
     // geometry (checked by `view`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
@@ -188,7 +181,7 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     // the geometry bounds (gathers are bounds-checked per axis); `threads` is the block size the kernel
     // was written for (F_THREADS / H_THREADS, also its __launch_bounds__), shared memory is static;
     // the kernel's taps ≤ MAX_TAPS_TABLE (checked by `gemm_supported`).
-    unsafe { builder.launch(cfg) }.w()?;
+    unsafe { launch_conv(op, dev, (&func, MODULE_GEMM, PTX_GEMM), cfg, (src, w, &out), None::<i32>, g) }?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
 
@@ -222,6 +215,41 @@ fn geometry_args(op: &'static str, g: &Conv3dGeometry) -> Result<[i32; 18], Kern
             .map_err(|_| KernelsError::Shape { op, msg: format!("size {x} is too large for the GPU kernels") })?;
     }
     Ok(out)
+}
+
+/// A kernel of one of this module's PTX modules: function name, module name, PTX.
+type Kernel<'a> = (&'a str, &'static str, &'static str);
+
+/// Launches the conv kernel `func` on `cfg` with the arguments every conv kernel here takes:
+/// `(a, b, out, extra, the 18 geometry ints of g)`, `extra` left out when `None`.
+///
+/// # Safety
+/// The kernel must declare exactly these parameters (element types `T` for `a` and `b`, `U` for
+/// `out`, `E` for `extra`, then 18 `int`s) and, launched on `cfg` (grid, block size, static shared
+/// memory), read `a` and `b` and write `out` only inside their lengths.
+#[allow(clippy::too_many_arguments)]
+unsafe fn launch_conv<T: DeviceRepr, U: DeviceRepr, E: DeviceRepr>(
+    op: &'static str,
+    dev: &CudaDevice,
+    (func, module, ptx): Kernel,
+    cfg: LaunchConfig,
+    (a, b, out): (&CudaView<'_, T>, &CudaView<'_, T>, &CudaSlice<U>),
+    extra: Option<E>,
+    g: &Conv3dGeometry,
+) -> candle_core::Result<()> {
+    let args = geometry_args(op, g)?;
+    let f = dev.get_or_load_custom_func(func, module, ptx)?;
+    let mut builder = f.builder();
+    builder.arg(a).arg(b).arg(out);
+    if let Some(e) = &extra {
+        builder.arg(e);
+    }
+    for v in &args {
+        builder.arg(v);
+    }
+    // SAFETY: the caller's contract (see `# Safety`).
+    unsafe { builder.launch(cfg) }.w()?;
+    Ok(())
 }
 
 /// One thread per element of `total`, [`BLOCK`] threads per block.
@@ -263,18 +291,11 @@ fn run_elementwise<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     (channels, vol): (usize, usize),
     shape: [usize; 5],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let args = geometry_args(op, g)?;
     let len = shape.iter().product();
     let threads = g.batch * channels.div_ceil(k.ch_block) * vol;
     let cfg = elementwise_config(op, threads)?;
     let total = threads as i64;
     let out = dev.alloc_zeros::<T>(len)?;
-    let f = dev.get_or_load_custom_func(k.func, k.module.0, k.module.1)?;
-    let mut builder = f.builder();
-    builder.arg(a).arg(b).arg(&out).arg(&total);
-    for v in &args {
-        builder.arg(v);
-    }
     // SAFETY: conv3d_fwd_f32 / conv3d_bwd_data_f32 / nooverlap_bwd_data_{f32,bf16} (const T* a,
     // const T* b, T* out, long long total, 18 x int), T the slice type: `a` and `b` are views of
     // exactly the operand sizes the geometry gives (checked by `view`), `out` holds the N·C·vol
@@ -283,7 +304,7 @@ fn run_elementwise<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     // operands by construction of the geometry (the one-tap kernels read dy at output voxel i / s only
     // when it is inside the output, w at tap i − s·(i / s) < kernel, kernel == stride checked by the
     // caller); the ints are i32 as the kernels declare.
-    unsafe { builder.launch(cfg) }.w()?;
+    unsafe { launch_conv(op, dev, (k.func, k.module.0, k.module.1), cfg, (a, b, &out), Some(total), g) }?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
 
@@ -397,7 +418,6 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     dy: &CudaView<'_, T>,
     g: &Conv3dGeometry,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let args = geometry_args(op, g)?;
     let (func, (bm, bn)) = if narrow && g.out_channels <= NARROW_ROWS {
         (format!("{func}_m32"), NARROW_TILE)
     } else {
@@ -415,20 +435,14 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     }
     let len = g.weight_len();
     let partial = dev.alloc_zeros::<f32>(len * chunks)?;
-    let f = dev.get_or_load_custom_func(&func, MODULE_GEMM, PTX_GEMM)?;
-    let run_arg = run as i64;
-    let mut builder = f.builder();
-    builder.arg(x).arg(dy).arg(&partial).arg(&run_arg);
-    for v in &args {
-        builder.arg(v);
-    }
     // SAFETY: igemm_wgrad_f32[_m32] / igemm_wgrad_bf16_mma(const T* x, const T* dy, float* partial,
     // long long run, 18 x int): `x` and `dy` are views of the input and output sizes of the geometry
     // (checked by `view`), `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block
     // (bx, by, z) reads the voxels z·run.. < min(N·out_vol, (z+1)·run) (x gathers bounds-checked per
     // axis) and writes only its bm×bn tile (rows < Co, columns < Ci·taps) of chunk z; `threads` is the
     // kernel's block size (F_THREADS = 256 / H_THREADS = 128), static shared memory.
-    unsafe { builder.launch(cfg) }.w()?;
+    let kernel = (func.as_str(), MODULE_GEMM, PTX_GEMM);
+    unsafe { launch_conv(op, dev, kernel, cfg, (x, dy, &partial), Some(run as i64), g) }?;
     sum_chunks::<T>(op, dev, (sum_func, MODULE_GEMM, PTX_GEMM), &partial, g, chunks)
 }
 
@@ -437,7 +451,7 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
 fn sum_chunks<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
     dev: &CudaDevice,
-    (func, module, ptx): (&str, &'static str, &'static str),
+    (func, module, ptx): Kernel,
     partial: &CudaSlice<f32>,
     g: &Conv3dGeometry,
     chunks: usize,
@@ -492,7 +506,6 @@ fn direct_backward_weight(
     x: &CudaView<'_, f32>,
     dy: &CudaView<'_, f32>,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let args = geometry_args(op, g)?;
     let blocks =
         |n: usize| u32::try_from(n).map_err(|_| KernelsError::Shape { op, msg: format!("{n} channels are too many") });
     let chunks = wgrad_chunks(g);
@@ -503,19 +516,13 @@ fn direct_backward_weight(
     };
     let len = g.weight_len();
     let partial = dev.alloc_zeros::<f32>(len * chunks as usize)?;
-    let f = dev.get_or_load_custom_func("conv3d_bwd_weight_f32", MODULE, PTX)?;
-    let chunks_arg = chunks as i32;
-    let mut builder = f.builder();
-    builder.arg(x).arg(dy).arg(&partial).arg(&chunks_arg);
-    for v in &args {
-        builder.arg(v);
-    }
     // SAFETY: conv3d_bwd_weight_f32(const float* x, const float* dy, float* dw, int chunks, 18 x int):
     // `x` and `dy` are f32 views of the input and output sizes of the geometry (checked by `view`),
     // `partial` holds chunks·Co·Ci·taps f32; block (ci, co, z) writes only its own taps of chunk z and
     // reads inside its channels; the kernel's static shared memory is fixed and the block size equals
     // its WGRAD_THREADS.
-    unsafe { builder.launch(cfg) }.w()?;
+    let kernel = ("conv3d_bwd_weight_f32", MODULE, PTX);
+    unsafe { launch_conv(op, dev, kernel, cfg, (x, dy, &partial), Some(chunks as i32), g) }?;
     if chunks == 1 {
         return Ok((CudaStorage::wrap_cuda_slice(partial, dev.clone()), Shape::from(g.weight_shape().to_vec())));
     }
