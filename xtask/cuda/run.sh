@@ -85,8 +85,12 @@ if stage tests; then
   for t in cuda_edt cuda_conv cuda_model; do
     timeout 300 "$BIN/$t" --test-threads=1 --nocapture > "$OUT/tests_$t.log" 2>&1
     rc=$?
-    sed -nE "s/^test (.*) \.\.\. ok$/PASS $t::\1/p; s/^test (.*) \.\.\. FAILED$/FAIL $t::\1/p" "$OUT/tests_$t.log" \
-      | tee -a "$OUT/tests.txt"
+    # With --nocapture a test's own output sits between `test NAME ... ` and its `ok` / `FAILED`.
+    awk -v t="$t" '
+      /^test .* \.\.\. / { name = $2; sub(/^test .* \.\.\. /, "") }
+      name != "" && ($0 == "ok" || $0 == "FAILED") {
+        print ($0 == "ok" ? "PASS " : "FAIL ") t "::" name; name = ""
+      }' "$OUT/tests_$t.log" | tee -a "$OUT/tests.txt"
     if [ $rc -ne 0 ]; then
       echo "FAIL $t (exit $rc), see $OUT/tests_$t.log" | tee -a "$OUT/tests.txt"
       tail -30 "$OUT/tests_$t.log"

@@ -56,14 +56,23 @@ pub fn flat(t: &Tensor) -> Vec<f32> {
     t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
+/// `max |v|` over `t`.
+pub fn max_abs(t: &Tensor) -> f32 {
+    flat(t).iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
 /// `max |got − reference| / max |reference|`, asserted ≤ `tol`.
 pub fn max_rel(what: &str, reference: &Tensor, got: &Tensor, tol: f32) -> f32 {
+    max_rel_to(what, reference, got, max_abs(reference), tol)
+}
+
+/// `max |got − reference| / scale`, asserted ≤ `tol`.
+pub fn max_rel_to(what: &str, reference: &Tensor, got: &Tensor, scale: f32, tol: f32) -> f32 {
     assert_eq!(reference.dims(), got.dims(), "{what}: shapes differ");
     let (a, b) = (flat(reference), flat(got));
-    let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(scale > 0.0, "{what}: the reference is all zeros (a comparison of nothing)");
     let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max) / scale;
-    assert!(worst.is_finite() && worst <= tol, "{what}: max |got − reference| / max |reference| = {worst:e} > {tol:e}");
+    assert!(worst.is_finite() && worst <= tol, "{what}: max |got − reference| / {scale:e} = {worst:e} > {tol:e}");
     worst
 }
 
