@@ -21,6 +21,7 @@
 
 mod error;
 pub mod schedule;
+mod sums;
 
 pub use error::{DistillError, Result};
 pub use schedule::{members, Subset, SubsetSchedule};
@@ -58,7 +59,7 @@ fn check_logits(logits: &Tensor, what: &str) -> Result<(usize, usize, usize)> {
 /// The per-voxel maximum is detached: subtracting a constant does not change the result, and this
 /// keeps the gradient exactly that of log-softmax.
 fn log_softmax_c(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(1)?.detach();
+    let max = sums::channel_max(x)?;
     let shifted = x.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(1)?.log()?;
     Ok(shifted.broadcast_sub(&lse)?)
@@ -119,13 +120,13 @@ pub fn dice_ce(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     let y = one_hot(logits, target)?.reshape((n, c, v))?;
     let logp = log_softmax_c(logits)?.reshape((n, c, v))?;
     let p = logp.exp()?;
-    let tp = (&p * &y)?.sum(2)?;
-    let sum_p = p.sum(2)?;
-    let sum_y = y.sum(2)?;
+    let tp = sums::sum_last(&(&p * &y)?)?;
+    let sum_p = sums::sum_last(&p)?;
+    let sum_y = sums::sum_last(&y)?;
     let num = tp.affine(2.0, SMOOTH_NR)?;
     let den = (sum_p + sum_y)?.affine(1.0, SMOOTH_DR)?;
     let dice = (num / den)?.affine(-1.0, 1.0)?.mean_all()?;
-    let ce = (&logp * &y)?.sum(1)?.mean_all()?.neg()?;
+    let ce = sums::mean_all(&(&logp * &y)?.sum(1)?)?.neg()?;
     Ok((dice + ce)?)
 }
 
@@ -166,7 +167,7 @@ pub fn kl_distill(student_logits: &Tensor, teacher_logits: &Tensor, t: f64, opts
     let log_p0 = log_softmax_c(&teacher)?;
     let p0 = log_p0.exp()?;
     let log_q = log_softmax_c(&student_logits.affine(1.0 / t, 0.0)?)?;
-    let kl = (p0 * (log_p0 - log_q)?)?.sum(1)?.mean_all()?;
+    let kl = sums::mean_all(&(p0 * (log_p0 - log_q)?)?.sum(1)?)?;
     Ok(kl.affine(t * t, 0.0)?)
 }
 
@@ -207,7 +208,7 @@ pub fn feature_mse(features: &[Tensor], mean: &[Tensor]) -> Result<Tensor> {
             return Err(DistillError::Shape(format!("level {l} is empty")));
         }
         let d = (widen(f)? - widen(m)?)?;
-        let mse = d.sqr()?.mean_all()?;
+        let mse = sums::mean_all(&d.sqr()?)?;
         total = Some(match total {
             None => mse,
             Some(acc) => (acc + mse)?,

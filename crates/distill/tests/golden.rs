@@ -90,7 +90,7 @@ fn golden_parts() {
         }
         n += 1;
     }
-    assert_eq!(n, 6, "expected 6 golden cases");
+    assert_eq!(n, 7, "expected 7 golden cases");
 }
 
 #[test]
@@ -138,5 +138,5 @@ fn golden_total_and_gradients() {
         }
         n += 1;
     }
-    assert_eq!(n, 6, "expected 6 golden cases");
+    assert_eq!(n, 7, "expected 7 golden cases");
 }

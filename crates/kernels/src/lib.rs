@@ -74,6 +74,7 @@ mod geom;
 mod norm;
 mod op;
 mod path;
+pub mod reduce;
 
 pub use bias::add_bias;
 pub(crate) use bias::add_channel_bias;

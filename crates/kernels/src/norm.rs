@@ -10,8 +10,9 @@ use crate::KernelsError;
 /// `(x − mean) / sqrt(var + eps)`, then scaled by `gamma (C,)` and shifted by `beta (C,)` when
 /// given (PyTorch's `InstanceNorm3d`, `affine` when gamma/beta are present, no running stats).
 ///
-/// Built from candle ops (mean, sqr, sqrt, broadcast ops), so it is differentiable in `x`, `gamma`
-/// and `beta`, on any device and float dtype candle supports; the per-channel scale is folded into one broadcast multiply to save a pass.
+/// Built from candle ops (sums, sqr, sqrt, broadcasts), so it is differentiable in `x`, `gamma`
+/// and `beta`, on any device and float dtype candle supports; the per-channel scale is folded into
+/// one broadcast multiply to save a pass.
 pub fn instance_norm(
     x: &Tensor,
     gamma: Option<&Tensor>,
@@ -53,17 +54,26 @@ pub fn instance_norm(
             check_channel_vec(op, what, v, c, x, false)?;
         }
     }
-    let xs = x.reshape((n, c, spatial))?;
-    let mean = xs.mean_keepdim(2)?;
-    let xc = xs.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(2)?;
+    // The statistics are sums over `spatial` values per (n, c): split into (rows, cols) and summed
+    // in two stages, and broadcast back in two stages, so that candle's CUDA reductions (one thread
+    // block per output value) get n·c·rows blocks — in autograd's backward of the broadcasts too,
+    // which sums the gradient over the broadcast dimensions (crate::reduce).
+    let rows = crate::reduce::split_rows(spatial);
+    let cols = spatial / rows;
+    let xs = x.reshape((n, c, rows, cols))?;
+    let inv = 1.0 / spatial as f64;
+    let stat = |t: &Tensor| t.sum_keepdim(3)?.sum_keepdim(2)?.affine(inv, 0.0);
+    let spread = |t: &Tensor| t.broadcast_as((n, c, rows, 1))?.broadcast_as((n, c, rows, cols));
+    let mean = stat(&xs)?;
+    let xc = (&xs - spread(&mean)?)?;
+    let var = stat(&xc.sqr()?)?;
     let mut scale = (var + eps)?.sqrt()?.recip()?;
     if let Some(g) = gamma {
-        scale = scale.broadcast_mul(&g.reshape((1, c, 1))?)?;
+        scale = scale.broadcast_mul(&g.reshape((1, c, 1, 1))?)?;
     }
-    let mut y = xc.broadcast_mul(&scale)?;
+    let mut y = (xc * spread(&scale)?)?;
     if let Some(b) = beta {
-        y = y.broadcast_add(&b.reshape((1, c, 1))?)?;
+        y = (y + spread(&b.reshape((1, c, 1, 1))?)?)?;
     }
     y.reshape(dims)
 }

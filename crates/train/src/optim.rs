@@ -138,7 +138,9 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepInfo> {
         let _span = tracing::trace_span!("adam_step", step = self.step).entered();
         let mut gs: Vec<Option<Tensor>> = Vec::with_capacity(self.vars.len());
-        let mut sq = 0f64;
+        // Σ g² stays on the device (in f64) until all variables are summed: one host sync per step,
+        // and each tensor's sum in two stages (candle's CUDA whole-tensor sum uses one SM).
+        let mut sq: Option<Tensor> = None;
         for (_, var) in &self.vars {
             let g = match grads.get(var.as_tensor()) {
                 Some(g) => {
@@ -147,14 +149,21 @@ impl Adam {
                         Some(c) => g.clamp(-c as f32, c as f32)?,
                         None => g,
                     };
-                    sq += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                    let s = magseg_kernels::reduce::sum_all(&g.sqr()?)?.to_dtype(DType::F64)?;
+                    sq = Some(match sq {
+                        Some(acc) => (acc + s)?,
+                        None => s,
+                    });
                     Some(g)
                 }
                 None => None,
             };
             gs.push(g);
         }
-        let norm = sq.sqrt();
+        let norm = match sq {
+            Some(s) => s.to_scalar::<f64>()?.sqrt(),
+            None => 0.0,
+        };
         if !norm.is_finite() {
             return Err(TrainError::Diverged { step: self.step, what: format!("gradient norm {norm}") });
         }

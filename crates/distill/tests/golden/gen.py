@@ -18,6 +18,8 @@ CASES = [
     ((2, 4, 4, 5, 3), 2, [(4, 3)], 0.7, 0.3, 1.0, False, 2),
     ((1, 3, 8, 8, 8), 2, [(2, 4), (3, 2)], 0.0, 0.0, 1.0, False, None),
     ((2, 3, 5, 4, 6), 3, [(2, 3)], 0.5, 2.0, 2.5, True, 0),
+    # large enough (2048 voxels, a 1×16³ feature level) for the two-stage sums of src/sums.rs
+    ((1, 3, 16, 16, 8), 2, [(1, 16)], 1.0, 1.0, 1.0, False, None),
 ]
 
 
