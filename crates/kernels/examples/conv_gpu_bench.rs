@@ -1,8 +1,9 @@
 //! Times conv3d on CUDA device 0 (feature `cuda`) for N × C → C channels at S³ (default 2 × 32 → 32 at
 //! 64³; the GPU bundle's run.sh passes its shapes as `REPS N C S`), kernel 3, padding 1:
-//! the forward pass, backward-data, backward-weight and forward + backward through autograd, and
-//! prints one JSON line (medians in ms, GFLOP/s of the forward). `xtask/peers/torch_conv3d.py` times
-//! the same shape with PyTorch/cuDNN; `run.sh` of the GPU bundle prints the ratio.
+//! the forward pass, backward-data, backward-weight and forward + backward through autograd (loss
+//! Σ y·dy, as the peer's `(y * dy).sum().backward()`), and prints one JSON line (medians in ms,
+//! GFLOP/s of the forward). `xtask/peers/torch_conv3d.py` times the same shape with PyTorch/cuDNN;
+//! `run.sh` of the GPU bundle prints the ratio.
 //!
 //! Keys: `fwd_ms`, `bwd_data_ms`, `bwd_weight_ms`, `fwd_bwd_ms`, `fwd_gflops`: f32 on the default
 //! CUDA path (`default_path`: GEMM unless `MAGSEG_CONV_CUDA=direct`); `direct_*`: f32 on the direct
@@ -64,7 +65,9 @@ fn time_passes(
     let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
     let fwd_bwd = time_ms(dev, reps, || {
         let y = conv3d_with_path(&xv, &wv, None, cfg, path)?;
-        (y * &dy)?.sum_all()?.backward().map(drop)
+        // The loss Σ y·dy summed in two stages: candle's own `sum_all` runs on one SM (crate::reduce);
+        // with it this timing was ~11 ms above the sum of the three passes on an H100 at 2 × 32 × 96³.
+        magseg_kernels::reduce::sum_all(&(y * &dy)?)?.backward().map(drop)
     })?;
     Ok([fwd, bwd_data, bwd_weight, fwd_bwd])
 }
