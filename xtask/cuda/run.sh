@@ -10,7 +10,8 @@
 #   kernels   magseg GPU EDT + HD95 vs CuPy (cupy_edt.py); magseg conv3d on the peer's shapes vs
 #             PyTorch/cuDNN (torch_conv3d.py)                                                  (~1 min)
 #   model     magseg MAG-MS train step (96³, batch 1, 4 modalities; UNETR as the peer, f32 and bf16) and
-#             sliding-window inference of a 240×240×155 four-modality case (model_bench)      (~2 min)
+#             sliding-window inference of a 240×240×155 four-modality case (model_bench), then
+#             one step and one inference again with --profile (bench_model_profile.jsonl) (~3 min)
 #   peer      ../shared/peers/gpu_peer.py (cuDNN conv3d, MONAI UNETR, the MAG-MS reference step, CuPy
 #             EDT), with the bundled MONAI/einops wheels                                       (~4 min)
 #   phantom   a short phantom training on the GPU (60 s) and on the CPU (30 s)                (~3 min)
@@ -125,6 +126,16 @@ if stage model; then
     "infer --precision bf16 --iters 3 --warmup 1" "infer --precision bf16 --overlap 0.25 --iters 3 --warmup 1"; do
     # shellcheck disable=SC2086
     timeout 240 "$BIN/model_bench" $args --device cuda >> "$OUT/bench_model.jsonl" 2> "$WORK/model_bench.err"
+    rc=$?
+    { echo "== model_bench $args (exit $rc)"; cat "$WORK/model_bench.err"; } >> "$OUT/bench_model.err"
+    [ $rc -eq 0 ] || { fail "model_bench $args"; head -c 600 "$WORK/model_bench.err"; echo; }
+  done
+  # Where the time goes: the same runs with --profile (a device synchronisation at every span
+  # boundary, so their totals are slower; their own file keeps bench_model.jsonl's tables as they are).
+  : > "$OUT/bench_model_profile.jsonl"
+  for args in "step --precision f32 --iters 2 --warmup 1 --profile" "infer --precision f32 --iters 1 --warmup 1 --profile"; do
+    # shellcheck disable=SC2086
+    timeout 120 "$BIN/model_bench" $args --device cuda >> "$OUT/bench_model_profile.jsonl" 2> "$WORK/model_bench.err"
     rc=$?
     { echo "== model_bench $args (exit $rc)"; cat "$WORK/model_bench.err"; } >> "$OUT/bench_model.err"
     [ $rc -eq 0 ] || { fail "model_bench $args"; head -c 600 "$WORK/model_bench.err"; echo; }

@@ -149,6 +149,34 @@ if model or peer:
         b = p.get(f"unetr_infer_240x240x155_roi96_ov{ov}_{prec}_ms")
         print(f"{'MAG-MS 4 encoders / UNETR 4-channel, ov ' + ov + ', ' + prec:48} {cell(a)} {cell(b)}")
 
+# Where the time goes: model_bench --profile runs (span totals per iteration, inclusive of nested
+# spans, measured with a device synchronisation at every span boundary).
+profiled = []
+try:
+    for line in open(path("bench_model_profile.jsonl")):
+        if line.strip().startswith("{"):
+            try:
+                profiled.append(json.loads(line))
+            except ValueError:
+                pass
+except OSError:
+    pass
+if profiled:
+    summary["model_profile"] = profiled
+for run in profiled:
+    tag = next((k[:-3] for k in run if k.endswith("_ms") and not k.endswith("_all_ms")), "?")
+    total = run.get(tag + "_ms")
+    print(f"\nprofile of {tag} (--profile; {total} ms per iteration with the synchronisations)")
+    phases = run.get("phases") or {}
+    if phases:
+        order = ["forward", "loss", "backward", "optimizer", "upload", "encode", "decode", "download", "accumulate"]
+        keys = [k for k in order if k in phases] + [k for k in phases if k not in order]
+        print("  phases (median ms): " + ", ".join(f"{k} {phases[k]}" for k in keys))
+    spans = sorted((run.get("profile") or {}).items(), key=lambda kv: -(kv[1].get("ms") or 0))
+    print(f"  {'span (inclusive)':46} {'ms/iter':>12} {'calls/iter':>12}")
+    for name, v in spans[:15]:
+        print(f"  {name:46} {cell(v.get('ms'))} {cell(v.get('calls'))}")
+
 # Phantom training.
 for dev in ["gpu", "cpu"]:
     try:

@@ -123,22 +123,33 @@ pub fn sliding_window_subsets(
         let mut feats: Vec<Option<Vec<Tensor>>> = vec![None; n_mod];
         for (m, ch) in chans.iter().enumerate() {
             if let Some(vol) = ch {
-                let mut buf = Vec::with_capacity(group.len() * wn);
-                for s in group {
-                    extract(vol, padded, *s, window, &mut buf);
-                }
-                let shape = (group.len(), 1, window[2], window[1], window[0]);
-                let x = Tensor::from_vec(buf, shape, &Device::Cpu)?.to_device(&device)?;
+                let x = {
+                    let _span = tracing::debug_span!("window_upload").entered();
+                    let mut buf = Vec::with_capacity(group.len() * wn);
+                    for s in group {
+                        extract(vol, padded, *s, window, &mut buf);
+                    }
+                    let shape = (group.len(), 1, window[2], window[1], window[0]);
+                    Tensor::from_vec(buf, shape, &Device::Cpu)?.to_device(&device)?
+                };
+                let _span = tracing::debug_span!("window_encode").entered();
                 feats[m] = Some(model.encode(m, &x)?);
             }
         }
         for (si, &s) in subsets.iter().enumerate() {
-            let members: Vec<Vec<Tensor>> =
-                (0..n_mod).filter(|m| s & (1 << m) != 0).filter_map(|m| feats[m].clone()).collect();
-            let fused = magseg_model::mean_features(&members)?;
-            let logits = model.decode(&fused)?;
-            let probs = candle_nn::ops::softmax(&logits, 1)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-            let probs = probs.flatten_all()?.to_vec1::<f32>()?;
+            let logits = {
+                let _span = tracing::debug_span!("window_decode").entered();
+                let members: Vec<Vec<Tensor>> =
+                    (0..n_mod).filter(|m| s & (1 << m) != 0).filter_map(|m| feats[m].clone()).collect();
+                let fused = magseg_model::mean_features(&members)?;
+                model.decode(&fused)?
+            };
+            let probs = {
+                let _span = tracing::debug_span!("window_download").entered();
+                let probs = candle_nn::ops::softmax(&logits, 1)?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+                probs.flatten_all()?.to_vec1::<f32>()?
+            };
+            let _span = tracing::debug_span!("window_accumulate").entered();
             for (b, start) in group.iter().enumerate() {
                 accs[si].add(*start, &probs[b * classes * wn..(b + 1) * classes * wn])?;
             }

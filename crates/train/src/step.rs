@@ -52,7 +52,11 @@ pub fn train_step(
     let StepPlan { loss: loss_cfg, subsets, lr, step } = plan;
     let _span = tracing::debug_span!("train_step", step).entered();
     let m = inputs.len();
-    let fwd = model.forward(&inputs.into_iter().map(Some).collect::<Vec<_>>(), true)?;
+    let fwd = {
+        let _span = tracing::debug_span!("step_forward").entered();
+        model.forward(&inputs.into_iter().map(Some).collect::<Vec<_>>(), true)?
+    };
+    let loss_span = tracing::debug_span!("step_loss").entered();
     let (mod_logits, mod_feats): (Vec<Tensor>, Vec<Vec<Tensor>>) = if m > 1 {
         fwd.modalities.iter().map(|o| (o.logits.clone(), o.features.clone())).unzip()
     } else {
@@ -81,7 +85,14 @@ pub fn train_step(
     if !loss.is_finite() {
         return Err(TrainError::Diverged { step, what: format!("loss {loss}") });
     }
-    let grads = total.backward()?;
-    let info = optim.step(&grads, lr)?;
+    drop(loss_span);
+    let grads = {
+        let _span = tracing::debug_span!("step_backward").entered();
+        total.backward()?
+    };
+    let info = {
+        let _span = tracing::debug_span!("step_optimizer").entered();
+        optim.step(&grads, lr)?
+    };
     Ok(StepLosses { loss, dice_ce: dce, kl, mse: parts.mse, info })
 }
