@@ -16,8 +16,9 @@
 //                  A[m][k] = dy[b][m][v], B[k][n] = x[b][c][o(v) * s - p + k_tap].
 // Every sum runs in a fixed order (no atomics), so results are bit-identical run to run.
 //
-// Not run on a GPU yet: compile-checked (nvcc, NVRTC, ptxas sm_90 without spills) and checked in a host
-// emulation of the kernels (tests/emu/run.sh, which also emulates the mma fragment layout).
+// Run on an H100 (2026-11-28, tests/cuda_conv.rs): every pass equals the CPU within 4e-7 (f32) and
+// 6e-3 (bf16) of the largest value. Also checked without a GPU: nvcc, NVRTC, ptxas sm_90 without
+// spills, and a host emulation of the kernels (tests/emu/run.sh, which emulates the mma fragment layout).
 //
 // The geometry arrives as 18 ints, in this order (as for conv3d.cu):
 //   n, ci, co, D, H, W, kD, kH, kW, sD, sH, sW, pD, pH, pW, oD, oH, oW
