@@ -8,7 +8,8 @@
 //!   [`Conv3dBackwardData`] and [`Conv3dBackwardWeight`]; the bias is added by [`add_channel_bias`].
 //! - [`conv_transpose3d()`]: padding 0, any kernel and stride ([`ConvTranspose3d`]); its forward
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
-//! - [`instance_norm`]: composed from candle ops (candle's autograd gives the gradients).
+//! - [`instance_norm`]: statistics from candle ops, its backward pass written out in a custom op;
+//!   long sums run in two stages ([`reduce`]: candle's CUDA reductions use one block per output).
 //!
 //! # Implementation (CPU, f32)
 //!
