@@ -10,6 +10,8 @@
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
 //! - [`instance_norm`]: statistics from candle ops, its backward pass written out in a custom op;
 //!   long sums run in two stages ([`reduce`]: candle's CUDA reductions use one block per output).
+//! - [`optim`]: Adam / AdamW as fused in-place passes (a clamped sum of squares for the gradient
+//!   norm, the moment update, the parameter update), bit-identical on the CPU and the GPU.
 //!
 //! # Implementation (CPU, f32)
 //!
@@ -74,6 +76,7 @@ mod error;
 mod geom;
 mod norm;
 mod op;
+pub mod optim;
 mod path;
 pub mod reduce;
 

@@ -10,7 +10,8 @@
 //!   a result by one bf16 step, 2⁻⁸ relative). The bias gradient is candle's own bf16 reduction, which
 //!   differs between devices, so for bf16 it is only checked to be finite.
 //!
-//! Every GPU result must be the same bit for bit when run twice. Fails (does not skip) without a GPU.
+//! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
+//! (`magseg_kernels::optim`, bit for bit against the CPU). Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -232,4 +233,58 @@ fn unsupported_and_mixed_dtypes_are_clear_errors_on_the_gpu() {
     let w = Tensor::zeros((1, 1, 3, 3, 3), DType::F32, &dev).unwrap();
     let e = conv3d_with_path(&x, &w, None, Conv3dConfig::default(), CudaConvPath::Gemm).unwrap_err().to_string();
     assert!(e.contains("bf16") && e.contains("f32"), "unexpected error: {e}");
+}
+
+/// The fused Adam passes (`magseg_kernels::optim`) on the CPU and the GPU from the same state: the
+/// moment and parameter updates are the same bit for bit (round-to-nearest intrinsics, no fused
+/// multiply-adds); the clamped sums of squares within 1e-5 of the CPU's (f64 on the CPU, an f32 tree on
+/// the GPU).
+#[test]
+fn fused_adam_passes_equal_the_cpu_bit_for_bit() {
+    use magseg_kernels::optim::{adam_apply, adam_moments, square_sum_count, square_sums_into, AdamStep};
+    let dev = gpu();
+    let mut rng = Rng(0xADA);
+    // One value, a partial chunk, several chunks (8192 values each) with a remainder.
+    for (n, rows, clip, l2, decay) in
+        [(1, 2, None, 0.0, 0.999), (5000, 3, Some(0.5), 0.01, 1.0), (3 * 8192 + 77, 2, Some(2.0), 0.0, 0.99)]
+    {
+        let s = AdamStep {
+            clip,
+            grad_scale: 0.75,
+            l2,
+            b1: [0.9, (1.0f64 - 0.9) as f32],
+            b2: [0.999, (1.0f64 - 0.999) as f32],
+            decay,
+            inv_sqrt_bc2: 1.7,
+            eps: 1e-8,
+            step_size: 0.013,
+        };
+        let g = rng.tensor(&[n]).affine(3.0, 0.0).unwrap();
+        let p = rng.tensor(&[n]);
+        // A state as after some steps: m of either sign, v and vmax non-negative.
+        let m = rng.tensor(&[n]).affine(0.1, 0.0).unwrap();
+        let v = rng.tensor(&[rows - 1, n]).abs().unwrap().affine(0.01, 0.0).unwrap();
+        let state = Tensor::cat(&[&m.unsqueeze(0).unwrap(), &v], 0).unwrap();
+        let on = |d: &Device| {
+            let (p, st) = (
+                Var::from_tensor(&p.to_device(d).unwrap()).unwrap(),
+                Var::from_tensor(&state.to_device(d).unwrap()).unwrap(),
+            );
+            let g = g.to_device(d).unwrap();
+            let partials = Var::zeros(square_sum_count(n) + 1, DType::F32, d).unwrap();
+            square_sums_into(&partials, 1, &g, clip).unwrap();
+            for _ in 0..3 {
+                adam_moments(&st, &g, &p, &s).unwrap();
+                adam_apply(&p, &st, &s).unwrap();
+            }
+            [p, st, partials].map(|t| flat(&t.as_tensor().to_device(&Device::Cpu).unwrap()))
+        };
+        let (cpu, gpu_) = (on(&Device::Cpu), on(&dev));
+        assert_eq!(cpu[0], gpu_[0], "n = {n}: parameters after 3 updates");
+        assert_eq!(cpu[1], gpu_[1], "n = {n}: moments after 3 updates");
+        assert_eq!(gpu_[2][0], 0.0, "n = {n}: partials before the offset untouched");
+        for (i, (a, b)) in cpu[2].iter().zip(&gpu_[2]).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * a.abs(), "n = {n}: partial sum {i}: cpu {a}, gpu {b}");
+        }
+    }
 }

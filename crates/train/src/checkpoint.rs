@@ -90,7 +90,7 @@ pub fn save_checkpoint(
     write_dir_atomically(dir, |tmp| {
         model.save(tmp)?;
         crate::Preprocess { spacing: config.data.spacing }.save(tmp)?;
-        let tensors = optim.state_tensors();
+        let tensors = optim.state_tensors()?;
         let path = tmp.join(OPTIMIZER_FILE);
         candle_core::safetensors::save(&tensors, &path)?;
         write_json(&tmp.join(STATE_FILE), state)?;

@@ -7,6 +7,8 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use magseg_kernels::optim;
+
 use crate::{Result, TrainError};
 
 /// Which update rule.
@@ -87,20 +89,15 @@ impl OptimConfig {
     }
 }
 
-/// Per-parameter moments.
-#[derive(Debug, Clone)]
-struct Moments {
-    m: Tensor,
-    v: Tensor,
-    vmax: Option<Tensor>,
-}
-
-/// Adam / AdamW over named variables.
+/// Adam / AdamW over named f32 variables. The update runs as fused passes of
+/// [`magseg_kernels::optim`] (three launches per parameter on a GPU); each parameter's moments live
+/// in one `(k, n)` tensor (rows m, v, and AMSGrad's maximum of v), updated in place.
 #[derive(Debug)]
 pub struct Adam {
     config: OptimConfig,
     vars: Vec<(String, Var)>,
-    moments: Vec<Option<Moments>>,
+    /// Per parameter: `None` until its first gradient, then its `(k, n)` moments.
+    moments: Vec<Option<Var>>,
     step: u64,
 }
 
@@ -114,9 +111,16 @@ pub struct StepInfo {
 }
 
 impl Adam {
-    /// An optimiser for `vars` (name, variable), with zero state.
+    /// An optimiser for `vars` (name, variable), with zero state. Every variable must be f32 (the
+    /// model's master weights; bf16 training casts them in the forward pass).
     pub fn new(vars: Vec<(String, Var)>, config: OptimConfig) -> Result<Self> {
         config.validate()?;
+        if let Some((name, v)) = vars.iter().find(|(_, v)| v.dtype() != DType::F32) {
+            return Err(TrainError::Config(format!(
+                "the optimiser updates f32 parameters; {name} is {}",
+                v.dtype().as_str()
+            )));
+        }
         let moments = vec![None; vars.len()];
         Ok(Self { config, vars, moments, step: 0 })
     }
@@ -137,32 +141,29 @@ impl Adam {
     /// changes nothing.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<StepInfo> {
         let _span = tracing::trace_span!("adam_step", step = self.step).entered();
+        let clip = self.config.clip_value.map(|c| c as f32);
         let mut gs: Vec<Option<Tensor>> = Vec::with_capacity(self.vars.len());
-        // Σ g² stays on the device (in f64) until all variables are summed: one host sync per step,
-        // and each tensor's sum in two stages (candle's CUDA whole-tensor sum uses one SM).
-        let mut sq: Option<Tensor> = None;
         for (_, var) in &self.vars {
-            let g = match grads.get(var.as_tensor()) {
-                Some(g) => {
-                    let g = g.to_dtype(DType::F32)?;
-                    let g = match self.config.clip_value {
-                        Some(c) => g.clamp(-c as f32, c as f32)?,
-                        None => g,
-                    };
-                    let s = magseg_kernels::reduce::sum_all(&g.sqr()?)?.to_dtype(DType::F64)?;
-                    sq = Some(match sq {
-                        Some(acc) => (acc + s)?,
-                        None => s,
-                    });
-                    Some(g)
-                }
+            gs.push(match grads.get(var.as_tensor()) {
+                Some(g) => Some(g.to_dtype(DType::F32)?.contiguous()?),
                 None => None,
-            };
-            gs.push(g);
+            });
         }
-        let norm = match sq {
-            Some(s) => s.to_scalar::<f64>()?.sqrt(),
-            None => 0.0,
+        // Σ clamp(g)² as partial sums over runs of values, all written into one buffer (one launch
+        // per gradient), summed once in f64: one host sync per step.
+        let counts: Vec<usize> = gs.iter().flatten().map(|g| optim::square_sum_count(g.elem_count())).collect();
+        let norm = match self.vars.first() {
+            Some((_, v)) if !counts.is_empty() => {
+                let partials = Var::zeros(counts.iter().sum::<usize>().max(1), DType::F32, v.device())?;
+                let mut offset = 0;
+                for (g, count) in gs.iter().flatten().zip(&counts) {
+                    optim::square_sums_into(&partials, offset, g, clip)?;
+                    offset += count;
+                }
+                let total = magseg_kernels::reduce::sum_all(&partials.as_tensor().to_dtype(DType::F64)?)?;
+                total.to_scalar::<f64>()?.sqrt()
+            }
+            _ => 0.0,
         };
         if !norm.is_finite() {
             return Err(TrainError::Diverged { step: self.step, what: format!("gradient norm {norm}") });
@@ -174,74 +175,61 @@ impl Adam {
         self.step += 1;
         let t = self.step as i32;
         let [b1, b2] = self.config.betas;
-        let bc1 = 1.0 - b1.powi(t);
-        let bc2 = 1.0 - b2.powi(t);
+        let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         let wd = self.config.weight_decay;
+        let adamw = self.config.kind == OptimizerKind::Adamw;
+        let hyper = optim::AdamStep {
+            clip,
+            grad_scale: scale as f32,
+            l2: if adamw { 0.0 } else { wd as f32 },
+            b1: [b1 as f32, (1.0 - b1) as f32],
+            b2: [b2 as f32, (1.0 - b2) as f32],
+            decay: if adamw { (1.0 - lr * wd) as f32 } else { 1.0 },
+            inv_sqrt_bc2: (1.0 / bc2.sqrt()) as f32,
+            eps: self.config.eps as f32,
+            step_size: (lr / bc1) as f32,
+        };
+        let rows = if self.config.amsgrad { 3 } else { 2 };
         let mut updated = 0;
         for (i, g) in gs.into_iter().enumerate() {
-            let Some(mut g) = g else { continue };
-            if scale != 1.0 {
-                g = g.affine(scale, 0.0)?;
-            }
-            let var = &self.vars[i].1;
-            let mut p = var.as_tensor().clone();
-            if wd != 0.0 {
-                match self.config.kind {
-                    OptimizerKind::Adam => g = (g + p.affine(wd, 0.0)?)?,
-                    OptimizerKind::Adamw => p = p.affine(1.0 - lr * wd, 0.0)?,
-                }
-            }
-            let st = match self.moments[i].take() {
+            let Some(g) = g else { continue };
+            let p = self.vars[i].1.as_tensor();
+            let state = match self.moments[i].take() {
                 Some(s) => s,
-                None => Moments {
-                    m: g.zeros_like()?,
-                    v: g.zeros_like()?,
-                    vmax: if self.config.amsgrad { Some(g.zeros_like()?) } else { None },
-                },
+                None => Var::zeros((rows, p.elem_count()), DType::F32, p.device())?,
             };
-            let m = (st.m.affine(b1, 0.0)? + g.affine(1.0 - b1, 0.0)?)?;
-            let v = (st.v.affine(b2, 0.0)? + g.sqr()?.affine(1.0 - b2, 0.0)?)?;
-            let (second, vmax) = match st.vmax {
-                Some(vm) => {
-                    let vm = vm.maximum(&v)?;
-                    (vm.clone(), Some(vm))
-                }
-                None => (v.clone(), None),
-            };
-            let denom = second.sqrt()?.affine(1.0 / bc2.sqrt(), self.config.eps)?;
-            let update = (m.affine(lr / bc1, 0.0)? / denom)?;
-            var.set(&(p - update)?)?;
-            self.moments[i] = Some(Moments { m, v, vmax });
+            optim::adam_moments(&state, &g, p, &hyper)?;
+            optim::adam_apply(p, &state, &hyper)?;
+            self.moments[i] = Some(state);
             updated += 1;
         }
         Ok(StepInfo { grad_norm: norm, updated })
     }
 
-    /// The state as named tensors (`m.<name>`, `v.<name>`, `vmax.<name>`) for a checkpoint;
-    /// parameters that never had a gradient have no entries.
-    pub fn state_tensors(&self) -> HashMap<String, Tensor> {
+    /// The state as named tensors (`m.<name>`, `v.<name>`, `vmax.<name>`, each of its parameter's
+    /// shape, copies) for a checkpoint; parameters that never had a gradient have no entries.
+    pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for ((name, _), st) in self.vars.iter().zip(&self.moments) {
-            if let Some(st) = st {
-                out.insert(format!("m.{name}"), st.m.clone());
-                out.insert(format!("v.{name}"), st.v.clone());
-                if let Some(vm) = &st.vmax {
-                    out.insert(format!("vmax.{name}"), vm.clone());
-                }
+        for ((name, var), st) in self.vars.iter().zip(&self.moments) {
+            let Some(st) = st else { continue };
+            let prefixes: &[&str] = if st.dims()[0] == 3 { &["m", "v", "vmax"] } else { &["m", "v"] };
+            for (row, prefix) in prefixes.iter().enumerate() {
+                // A copy: the optimiser's own state changes in place at the next step.
+                out.insert(format!("{prefix}.{name}"), st.as_tensor().get(row)?.reshape(var.dims())?.copy()?);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Restores the state written by [`Adam::state_tensors`] after `steps` updates. Every tensor must
     /// belong to a known parameter and have its shape.
     pub fn load_state(&mut self, mut tensors: HashMap<String, Tensor>, steps: u64) -> Result<()> {
-        let device = self.vars.first().map(|(_, v)| v.device().clone());
-        for (i, (name, var)) in self.vars.iter().enumerate() {
+        let mut moments = Vec::with_capacity(self.vars.len());
+        for (name, var) in &self.vars {
             let mut take = |prefix: &str| -> Result<Option<Tensor>> {
                 match tensors.remove(&format!("{prefix}.{name}")) {
                     Some(t) if t.dims() == var.dims() => {
-                        Ok(Some(t.to_device(device.as_ref().unwrap_or(&candle_core::Device::Cpu))?))
+                        Ok(Some(t.to_device(var.device())?.to_dtype(DType::F32)?.flatten_all()?))
                     }
                     Some(t) => Err(TrainError::Config(format!(
                         "optimiser state {prefix}.{name} has shape {:?}, the parameter {:?}",
@@ -252,20 +240,25 @@ impl Adam {
                 }
             };
             let (m, v, vmax) = (take("m")?, take("v")?, take("vmax")?);
-            self.moments[i] = match (m, v) {
+            moments.push(match (m, v) {
                 (Some(m), Some(v)) => {
-                    if self.config.amsgrad && vmax.is_none() {
-                        return Err(TrainError::Config(format!("optimiser state lacks vmax.{name} (amsgrad)")));
-                    }
-                    Some(Moments { m, v, vmax: if self.config.amsgrad { vmax } else { None } })
+                    let rows = match (self.config.amsgrad, vmax) {
+                        (true, Some(vm)) => vec![m, v, vm],
+                        (true, None) => {
+                            return Err(TrainError::Config(format!("optimiser state lacks vmax.{name} (amsgrad)")))
+                        }
+                        (false, _) => vec![m, v],
+                    };
+                    Some(Var::from_tensor(&Tensor::stack(&rows, 0)?)?)
                 }
                 (None, None) => None,
                 _ => return Err(TrainError::Config(format!("optimiser state of {name} is incomplete"))),
-            };
+            });
         }
         if let Some(extra) = tensors.keys().next() {
             return Err(TrainError::Config(format!("optimiser state has an unknown tensor {extra}")));
         }
+        self.moments = moments;
         self.step = steps;
         Ok(())
     }

@@ -83,7 +83,7 @@ fn state_round_trip_continues_identically() {
         b.step(&grad_store(&vars_b, gs), 0.01).unwrap();
     }
     // Restore b's state into a fresh optimiser over b's variables, then continue both.
-    let state = b.state_tensors();
+    let state = b.state_tensors().unwrap();
     assert_eq!(state.len(), 6, "m, v and vmax for two parameters");
     let named = vars_b.iter().enumerate().map(|(i, v)| (format!("p{i}"), v.clone())).collect();
     let mut c = Adam::new(named, b.config().clone()).unwrap();
@@ -98,7 +98,7 @@ fn state_round_trip_continues_identically() {
         assert_eq!(x, y, "bit-identical after restoring the state");
     }
     // A state with a wrong shape or an unknown name is refused.
-    let mut bad = b.state_tensors();
+    let mut bad = b.state_tensors().unwrap();
     bad.insert("m.nope".into(), Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap());
     assert!(c.load_state(bad, 3).is_err());
 }
@@ -113,4 +113,109 @@ fn non_finite_gradients_are_an_error_and_change_nothing() {
     assert_eq!(v.as_tensor().to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
     assert_eq!(opt.steps(), 0);
     assert!(Adam::new(vec![], OptimConfig { lr: -1.0, ..OptimConfig::default() }).is_err());
+}
+
+/// The update composed from candle ops, one tensor at a time (the optimiser's arithmetic before it
+/// was fused): the reference the fused passes must equal bit for bit when no norm clipping scales
+/// the gradients (the norm's partial sums round differently).
+struct Composed {
+    cfg: OptimConfig,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+    vmax: Vec<Tensor>,
+    t: i32,
+}
+
+impl Composed {
+    fn step(&mut self, vars: &[Var], grads: &[Tensor], lr: f64) {
+        let c = &self.cfg;
+        let gs: Vec<Tensor> = grads
+            .iter()
+            .map(|g| match c.clip_value {
+                Some(cv) => g.clamp(-cv as f32, cv as f32).unwrap(),
+                None => g.clone(),
+            })
+            .collect();
+        let norm: f64 = gs.iter().map(|g| g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as f64).sum();
+        let norm = norm.sqrt();
+        let scale = match c.clip_norm {
+            Some(max) if norm > max => max / (norm + 1e-6),
+            _ => 1.0,
+        };
+        self.t += 1;
+        let [b1, b2] = c.betas;
+        let (bc1, bc2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
+        for (i, (var, g)) in vars.iter().zip(gs).enumerate() {
+            let mut g = if scale != 1.0 { g.affine(scale, 0.0).unwrap() } else { g };
+            let mut p = var.as_tensor().clone();
+            match c.kind {
+                OptimizerKind::Adam => g = (g + p.affine(c.weight_decay, 0.0).unwrap()).unwrap(),
+                OptimizerKind::Adamw => p = p.affine(1.0 - lr * c.weight_decay, 0.0).unwrap(),
+            }
+            self.m[i] = (self.m[i].affine(b1, 0.0).unwrap() + g.affine(1.0 - b1, 0.0).unwrap()).unwrap();
+            self.v[i] = (self.v[i].affine(b2, 0.0).unwrap() + g.sqr().unwrap().affine(1.0 - b2, 0.0).unwrap()).unwrap();
+            self.vmax[i] = self.vmax[i].maximum(&self.v[i]).unwrap();
+            let second = if c.amsgrad { &self.vmax[i] } else { &self.v[i] };
+            let denom = second.sqrt().unwrap().affine(1.0 / bc2.sqrt(), c.eps).unwrap();
+            let update = (self.m[i].affine(lr / bc1, 0.0).unwrap() / denom).unwrap();
+            var.set(&(p - update).unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn fused_passes_equal_the_update_composed_from_candle_ops() {
+    // Shapes beyond one partial sum of the norm and one rayon run of the CPU passes.
+    let shapes: [&[usize]; 3] = [&[3, 7000], &[17], &[40000]];
+    let configs = [
+        (OptimizerKind::Adam, true, 0.01, Some(0.5), None),
+        (OptimizerKind::Adamw, false, 0.1, None, None),
+        (OptimizerKind::Adamw, true, 0.05, Some(2.0), Some(5.0)),
+    ];
+    for (kind, amsgrad, weight_decay, clip_value, clip_norm) in configs {
+        let cfg =
+            OptimConfig { kind, lr: 1.0, weight_decay, amsgrad, betas: [0.9, 0.999], eps: 1e-8, clip_value, clip_norm };
+        let mut rng = Lcg(7);
+        let init: Vec<Tensor> = shapes.iter().map(|s| rng.tensor(s, 1.0)).collect();
+        let fused_vars: Vec<Var> = init.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let ref_vars: Vec<Var> = init.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let named = fused_vars.iter().enumerate().map(|(i, v)| (format!("p{i}"), v.clone())).collect();
+        let mut fused = Adam::new(named, cfg.clone()).unwrap();
+        let zeros: Vec<Tensor> = init.iter().map(|t| t.zeros_like().unwrap()).collect();
+        let mut composed = Composed { cfg: cfg.clone(), m: zeros.clone(), v: zeros.clone(), vmax: zeros, t: 0 };
+        for (step, lr) in [0.01, 0.02, 0.005, 0.01].into_iter().enumerate() {
+            let grads: Vec<Tensor> = shapes.iter().map(|s| rng.tensor(s, 3.0)).collect();
+            let gs: Vec<Vec<f32>> = grads.iter().map(|g| g.flatten_all().unwrap().to_vec1().unwrap()).collect();
+            let info = fused.step(&grad_store(&fused_vars, &gs), lr).unwrap();
+            assert_eq!(info.updated, shapes.len());
+            composed.step(&ref_vars, &grads, lr);
+            for (i, (a, b)) in fused_vars.iter().zip(&ref_vars).enumerate() {
+                let a = a.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let b = b.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                if clip_norm.is_none() {
+                    assert_eq!(a, b, "{kind:?} step {step} param {i}: bit for bit");
+                } else {
+                    for (x, y) in a.iter().zip(&b) {
+                        assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{kind:?} step {step} param {i}: {x} vs {y}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A small deterministic generator of uniform values in [−scale, scale).
+struct Lcg(u64);
+
+impl Lcg {
+    fn tensor(&mut self, shape: &[usize], scale: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
 }

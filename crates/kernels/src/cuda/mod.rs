@@ -27,6 +27,8 @@ use candle_core::{CudaStorage, DType, Layout, Shape};
 use crate::check::{is_supported, SUPPORTED};
 use crate::{Conv3dGeometry, CudaConvPath, KernelsError};
 
+pub(crate) mod optim;
+
 /// PTX of `conv3d.cu` (direct kernels), compiled by build.rs with nvcc.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/conv3d.ptx"));
 /// Name under which candle caches the loaded direct module.
