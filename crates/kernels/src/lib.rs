@@ -10,6 +10,7 @@
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
 //! - [`instance_norm`]: statistics from candle ops, its backward pass written out in a custom op;
 //!   long sums run in two stages ([`reduce`]: candle's CUDA reductions use one block per output).
+//! - [`leaky_relu()`]: one custom op with its gradient written out (one pass each way).
 //! - [`optim`]: Adam / AdamW as fused in-place passes (a clamped sum of squares for the gradient
 //!   norm, the moment update, the parameter update), bit-identical on the CPU and the GPU.
 //!
@@ -64,6 +65,7 @@
 //! Other dtypes and devices (Metal) return [`KernelsError::Dtype`] / [`KernelsError::Device`]
 //! (wrapped in a candle error).
 
+mod activation;
 pub mod alloc;
 mod bias;
 mod check;
@@ -80,6 +82,7 @@ pub mod optim;
 mod path;
 pub mod reduce;
 
+pub use activation::leaky_relu;
 pub use bias::add_bias;
 pub(crate) use bias::add_channel_bias;
 pub use conv3d::{conv3d, conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig};

@@ -11,7 +11,7 @@
 //!   differs between devices, so for bf16 it is only checked to be finite.
 //!
 //! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
-//! (`magseg_kernels::optim`, bit for bit against the CPU). Fails (does not skip) without a GPU.
+//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU. Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -285,6 +285,33 @@ fn fused_adam_passes_equal_the_cpu_bit_for_bit() {
         assert_eq!(gpu_[2][0], 0.0, "n = {n}: partials before the offset untouched");
         for (i, (a, b)) in cpu[2].iter().zip(&gpu_[2]).enumerate() {
             assert!((a - b).abs() <= 1e-5 * a.abs(), "n = {n}: partial sum {i}: cpu {a}, gpu {b}");
+        }
+    }
+}
+
+/// Leaky ReLU forward and gradient on the CPU and the GPU, f32 and bf16: the same bit for bit (one
+/// multiplication, one rounding). Values include exact zeros and both signs.
+#[test]
+fn leaky_relu_equals_the_cpu_bit_for_bit() {
+    let dev = gpu();
+    let mut rng = Rng(0x1EA4);
+    for n in [1usize, 1000, 3 * 256 * 1024 + 5] {
+        let mut v = rng.vec(n);
+        v.iter_mut().step_by(7).for_each(|x| *x = 0.0);
+        let x = Tensor::from_vec(v, n, &Device::Cpu).unwrap();
+        let r = rng.tensor(&[n]);
+        for dt in [DType::F32, DType::BF16] {
+            let on = |d: &Device| {
+                let x = Var::from_tensor(&x.to_dtype(dt).unwrap().to_device(d).unwrap()).unwrap();
+                let y = magseg_kernels::leaky_relu(&x, 0.01).unwrap();
+                let r = r.to_dtype(dt).unwrap().to_device(d).unwrap();
+                let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let dx = g.get(&x).unwrap().clone();
+                [y, dx].map(|t| flat(&t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap()))
+            };
+            let (cpu, gpu_) = (on(&Device::Cpu), on(&dev));
+            assert_eq!(cpu[0], gpu_[0], "n = {n} {dt:?}: values");
+            assert_eq!(cpu[1], gpu_[1], "n = {n} {dt:?}: gradients");
         }
     }
 }

@@ -162,9 +162,10 @@ pub fn instance_norm_plain(x: &Tensor) -> Result<Tensor> {
     in_f32(x, |x| Ok(instance_norm(x, None, None, 1e-5)?))
 }
 
-/// Leaky ReLU, `max(x, 0) + slope · min(x, 0)`.
+/// Leaky ReLU (PyTorch's `F.leaky_relu`): one custom op each way for f32 and bf16
+/// ([`magseg_kernels::leaky_relu`]).
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    Ok(candle_nn::ops::leaky_relu(x, slope)?)
+    Ok(magseg_kernels::leaky_relu(x, slope)?)
 }
 
 /// 2×2×2 max pooling with stride 2 of `x (N, C, D, H, W)`; every spatial size must be even. The

@@ -27,6 +27,7 @@ use candle_core::{CudaStorage, DType, Layout, Shape};
 use crate::check::{is_supported, SUPPORTED};
 use crate::{Conv3dGeometry, CudaConvPath, KernelsError};
 
+pub(crate) mod activation;
 pub(crate) mod optim;
 
 /// PTX of `conv3d.cu` (direct kernels), compiled by build.rs with nvcc.

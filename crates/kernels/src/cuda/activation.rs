@@ -1,0 +1,97 @@
+//! Leaky ReLU (`activation.cu`) on the GPU, launched on candle's stream: one thread per element.
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
+use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
+use candle_core::{CudaStorage, Layout, Shape};
+
+use super::elementwise_config;
+use crate::KernelsError;
+
+/// PTX of `activation.cu`, compiled by build.rs with nvcc.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/activation.ptx"));
+/// Name under which candle caches the loaded module.
+const MODULE: &str = "magseg_kernels_activation";
+
+/// The contiguous range of `l` inside a slice of `len` elements.
+fn range(op: &'static str, l: &Layout, len: usize) -> Result<(usize, usize), KernelsError> {
+    match l.contiguous_offsets() {
+        Some((a, b)) if b <= len => Ok((a, b)),
+        _ => Err(KernelsError::Layout { op, msg: format!("operand is not contiguous inside {len} elements") }),
+    }
+}
+
+/// Launches `func` over the `n` elements of the operands `srcs` (contiguous ranges of slices of `T`)
+/// into a fresh output of `n` elements, passing `n` and `slope` after the pointers.
+fn launch<T: DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    dev: &CudaDevice,
+    func: &str,
+    srcs: &[(&CudaSlice<T>, &Layout)],
+    slope: f32,
+) -> candle_core::Result<CudaSlice<T>> {
+    let n = srcs[0].1.shape().elem_count();
+    let mut views = Vec::with_capacity(srcs.len());
+    for (s, l) in srcs {
+        let (a, b) = range(op, l, s.len())?;
+        if b - a != n {
+            return Err(KernelsError::Layout { op, msg: format!("operands of {} and {n} elements", b - a) }.into());
+        }
+        views.push(s.slice(a..b));
+    }
+    // SAFETY (allocation): every element is written by the kernel below before any read.
+    let out = unsafe { dev.alloc::<T>(n) }?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let f = dev.get_or_load_custom_func(func, MODULE, PTX)?;
+    let n_arg = n as i64;
+    let mut b = f.builder();
+    for v in &views {
+        b.arg(v);
+    }
+    b.arg(&out).arg(&n_arg).arg(&slope);
+    // SAFETY: leaky_relu_{fwd,bwd}_{f32,bf16}(const T* srcs..., T* out, long long n, float slope): thread
+    // i < n reads element i of each source view (n elements each) and writes out[i] (n elements).
+    unsafe { b.launch(elementwise_config(op, n)?) }.w()?;
+    Ok(out)
+}
+
+/// `y = leaky_relu(x)`.
+pub(crate) fn leaky_relu_fwd(slope: f32, (s, l): (&CudaStorage, &Layout)) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "leaky_relu";
+    let dev = s.device.clone();
+    let out = match &s.slice {
+        CudaStorageSlice::F32(x) => CudaStorageSlice::F32(launch(op, &dev, "leaky_relu_fwd_f32", &[(x, l)], slope)?),
+        CudaStorageSlice::BF16(x) => CudaStorageSlice::BF16(launch(op, &dev, "leaky_relu_fwd_bf16", &[(x, l)], slope)?),
+        _ => return Err(KernelsError::Dtype { op, dtype: s.dtype().as_str().into(), supported: "f32, bf16" }.into()),
+    };
+    Ok((CudaStorage { slice: out, device: dev }, l.shape().clone()))
+}
+
+/// `dx` of `(x, dy)`.
+pub(crate) fn leaky_relu_bwd(
+    slope: f32,
+    (s1, l1): (&CudaStorage, &Layout),
+    (s2, l2): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "leaky_relu_grad";
+    let dev = s1.device.clone();
+    let out = match (&s1.slice, &s2.slice) {
+        (CudaStorageSlice::F32(x), CudaStorageSlice::F32(dy)) => {
+            CudaStorageSlice::F32(launch(op, &dev, "leaky_relu_bwd_f32", &[(x, l1), (dy, l2)], slope)?)
+        }
+        (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) => {
+            CudaStorageSlice::BF16(launch(op, &dev, "leaky_relu_bwd_bf16", &[(x, l1), (dy, l2)], slope)?)
+        }
+        _ => {
+            return Err(KernelsError::DtypeMismatch {
+                op,
+                lhs: s1.dtype().as_str().into(),
+                rhs: s2.dtype().as_str().into(),
+            }
+            .into())
+        }
+    };
+    Ok((CudaStorage { slice: out, device: dev }, l1.shape().clone()))
+}
