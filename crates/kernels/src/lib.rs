@@ -10,6 +10,8 @@
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
 //! - [`instance_norm`]: statistics from candle ops, its backward pass written out in a custom op;
 //!   long sums run in two stages ([`reduce`]: candle's CUDA reductions use one block per output).
+//! - [`layer_norm()`]: over the last dimension, statistics, normalisation and both gradients as
+//!   custom ops (f32; other dtypes through candle ops).
 //! - [`leaky_relu()`]: one custom op with its gradient written out (one pass each way).
 //! - [`optim`]: Adam / AdamW as fused in-place passes (a clamped sum of squares for the gradient
 //!   norm, the moment update, the parameter update), bit-identical on the CPU and the GPU.
@@ -76,6 +78,7 @@ pub mod cpu;
 mod cuda;
 mod error;
 mod geom;
+mod layer_norm;
 mod norm;
 mod op;
 pub mod optim;
@@ -89,5 +92,6 @@ pub use conv3d::{conv3d, conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBac
 pub use conv_transpose3d::{conv_transpose3d, conv_transpose3d_with_path, ConvTranspose3d};
 pub use error::KernelsError;
 pub use geom::Conv3dGeometry;
+pub use layer_norm::layer_norm;
 pub use norm::instance_norm;
 pub use path::CudaConvPath;

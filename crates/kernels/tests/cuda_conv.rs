@@ -11,7 +11,7 @@
 //!   differs between devices, so for bf16 it is only checked to be finite.
 //!
 //! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
-//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU. Fails (does not skip) without a GPU.
+//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU, and layer norm. Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -312,6 +312,30 @@ fn leaky_relu_equals_the_cpu_bit_for_bit() {
             let (cpu, gpu_) = (on(&Device::Cpu), on(&dev));
             assert_eq!(cpu[0], gpu_[0], "n = {n} {dt:?}: values");
             assert_eq!(cpu[1], gpu_[1], "n = {n} {dt:?}: gradients");
+        }
+    }
+}
+
+/// Layer norm forward and the gradients of x, γ and β on the CPU and the GPU (f32): within
+/// `1e-5 · max |cpu|` (per-row sums in a different order: f64 on the CPU, an f32 tree on the GPU).
+#[test]
+fn layer_norm_matches_the_cpu() {
+    let dev = gpu();
+    let mut rng = Rng(0x7A7E);
+    for dims in [vec![2usize, 216, 768], vec![5, 3], vec![1, 1000]] {
+        let h = *dims.last().unwrap();
+        let x = rng.tensor(&dims).affine(2.0, 0.5).unwrap();
+        let (gamma, beta, r) = (rng.tensor(&[h]).affine(0.5, 1.0).unwrap(), rng.tensor(&[h]), rng.tensor(&dims));
+        let on = |d: &Device| {
+            let var = |t: &Tensor| Var::from_tensor(&t.to_device(d).unwrap()).unwrap();
+            let (x, g, b) = (var(&x), var(&gamma), var(&beta));
+            let y = magseg_kernels::layer_norm(&x, &g, &b, 1e-5).unwrap();
+            let grads = (&y * &r.to_device(d).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+            [y, grads.get(&x).unwrap().clone(), grads.get(&g).unwrap().clone(), grads.get(&b).unwrap().clone()]
+        };
+        let (cpu, gpu_) = (on(&Device::Cpu), on(&dev));
+        for (i, what) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate() {
+            assert_close(&format!("layer_norm {dims:?} {what}"), &cpu[i], &gpu_[i], 1e-5);
         }
     }
 }

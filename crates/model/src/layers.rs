@@ -114,8 +114,8 @@ impl Linear {
     }
 }
 
-/// PyTorch's `nn.LayerNorm(dim)` (eps 1e-5, affine), computed with candle's differentiable
-/// `layer_norm_slow` (candle's fast `LayerNorm` gives no gradients).
+/// PyTorch's `nn.LayerNorm(dim)` (eps 1e-5, affine), in f32: [`magseg_kernels::layer_norm`]
+/// (custom ops with the gradient written out; candle's fast `LayerNorm` gives no gradients).
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     weight: Tensor,
@@ -132,7 +132,7 @@ impl LayerNorm {
 
     /// Normalises over the last dimension of `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        in_f32(x, |x| Ok(candle_nn::ops::layer_norm_slow(x, &self.weight, &self.bias, 1e-5)?))
+        in_f32(x, |x| Ok(magseg_kernels::layer_norm(x, &self.weight, &self.bias, 1e-5)?))
     }
 }
 

@@ -13,7 +13,7 @@
 //!   directory.
 //!
 //! All tensors are f32 `(B, C, D, H, W)`; the 3-D convolutions and instance norms come from
-//! magseg-kernels. Layer norms use candle's differentiable `layer_norm_slow` and softmax
+//! magseg-kernels. Layer norms use `magseg_kernels::layer_norm` (custom ops, gradients written out) and softmax
 //! `candle_nn::ops::softmax(…, D::Minus1)`, so every used parameter gets a gradient.
 //!
 //! MONAI's transformer blocks own a `norm_cross_attn` LayerNorm that their forward pass never

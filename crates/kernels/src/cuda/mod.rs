@@ -28,6 +28,7 @@ use crate::check::{is_supported, SUPPORTED};
 use crate::{Conv3dGeometry, CudaConvPath, KernelsError};
 
 pub(crate) mod activation;
+pub(crate) mod layer_norm;
 pub(crate) mod optim;
 
 /// PTX of `conv3d.cu` (direct kernels), compiled by build.rs with nvcc.
