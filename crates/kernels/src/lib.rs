@@ -10,9 +10,9 @@
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
 //! - [`instance_norm`]: statistics from candle ops, its backward pass written out in a custom op;
 //!   long sums run in two stages ([`reduce`]: candle's CUDA reductions use one block per output).
-//! - [`layer_norm()`]: over the last dimension, statistics, normalisation and both gradients as
-//!   custom ops (f32; other dtypes through candle ops).
-//! - [`leaky_relu()`]: one custom op with its gradient written out (one pass each way).
+//! - [`layer_norm()`], [`softmax_last()`]: over the last dimension, as custom ops with their
+//!   gradients written out (f32; other dtypes through candle ops).
+//! - [`leaky_relu()`], [`gelu_erf()`]: one custom op each way (gradients written out).
 //! - [`optim`]: Adam / AdamW as fused in-place passes (a clamped sum of squares for the gradient
 //!   norm, the moment update, the parameter update), bit-identical on the CPU and the GPU.
 //!
@@ -78,20 +78,20 @@ pub mod cpu;
 mod cuda;
 mod error;
 mod geom;
-mod layer_norm;
 mod norm;
 mod op;
 pub mod optim;
 mod path;
 pub mod reduce;
+mod rows;
 
-pub use activation::leaky_relu;
+pub use activation::{gelu_erf, leaky_relu};
 pub use bias::add_bias;
 pub(crate) use bias::add_channel_bias;
 pub use conv3d::{conv3d, conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig};
 pub use conv_transpose3d::{conv_transpose3d, conv_transpose3d_with_path, ConvTranspose3d};
 pub use error::KernelsError;
 pub use geom::Conv3dGeometry;
-pub use layer_norm::layer_norm;
 pub use norm::instance_norm;
 pub use path::CudaConvPath;
+pub use rows::{layer_norm, softmax_last};

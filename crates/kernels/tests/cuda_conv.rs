@@ -11,7 +11,8 @@
 //!   differs between devices, so for bf16 it is only checked to be finite.
 //!
 //! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
-//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU, and layer norm. Fails (does not skip) without a GPU.
+//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU, and layer norm, softmax
+//! and GELU within stated tolerances. Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -337,5 +338,36 @@ fn layer_norm_matches_the_cpu() {
         for (i, what) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate() {
             assert_close(&format!("layer_norm {dims:?} {what}"), &cpu[i], &gpu_[i], 1e-5);
         }
+    }
+}
+
+/// Softmax (f32) and GELU (f32, bf16) forward and input gradient on the CPU and the GPU: softmax within
+/// `1e-5 · max |cpu|` (sums in another order), GELU within 1e-5 (f32: erf from candle on the CPU,
+/// `normcdff` on the GPU) or one bf16 step (`1e-2`).
+#[test]
+fn softmax_and_gelu_match_the_cpu() {
+    let dev = gpu();
+    let mut rng = Rng(0x6E1A);
+    let grads = |x: &Tensor, r: &Tensor, d: &Device, f: &dyn Fn(&Tensor) -> Tensor| {
+        let v = Var::from_tensor(&x.to_device(d).unwrap()).unwrap();
+        let y = f(&v);
+        let g = (&y * &r.to_device(d).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+        let dx = g.get(&v).unwrap().clone();
+        [y, dx]
+    };
+    for dims in [vec![2usize, 12, 216, 216], vec![3, 1000], vec![7, 1]] {
+        let (x, r) = (rng.tensor(&dims).affine(8.0, 0.0).unwrap(), rng.tensor(&dims));
+        let f = |t: &Tensor| magseg_kernels::softmax_last(t).unwrap();
+        let (cpu, gpu_) = (grads(&x, &r, &Device::Cpu, &f), grads(&x, &r, &dev, &f));
+        assert_close(&format!("softmax {dims:?} y"), &cpu[0], &gpu_[0], 1e-5);
+        assert_close(&format!("softmax {dims:?} dx"), &cpu[1], &gpu_[1], 1e-5);
+    }
+    for (dt, tol) in [(DType::F32, 1e-5), (DType::BF16, 1e-2)] {
+        let x = rng.tensor(&[2, 216, 3072]).affine(4.0, 0.0).unwrap().to_dtype(dt).unwrap();
+        let r = rng.tensor(&[2, 216, 3072]).to_dtype(dt).unwrap();
+        let f = |t: &Tensor| magseg_kernels::gelu_erf(t).unwrap();
+        let (cpu, gpu_) = (grads(&x, &r, &Device::Cpu, &f), grads(&x, &r, &dev, &f));
+        assert_close(&format!("gelu {dt:?} y"), &cpu[0], &gpu_[0], tol);
+        assert_close(&format!("gelu {dt:?} dx"), &cpu[1], &gpu_[1], tol);
     }
 }

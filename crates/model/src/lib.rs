@@ -13,8 +13,8 @@
 //!   directory.
 //!
 //! All tensors are f32 `(B, C, D, H, W)`; the 3-D convolutions and instance norms come from
-//! magseg-kernels. Layer norms use `magseg_kernels::layer_norm` (custom ops, gradients written out) and softmax
-//! `candle_nn::ops::softmax(…, D::Minus1)`, so every used parameter gets a gradient.
+//! magseg-kernels, and so do the layer norms, the attention softmax, GELU and leaky ReLU (custom ops
+//! with their gradients written out), so every used parameter gets a gradient.
 //!
 //! MONAI's transformer blocks own a `norm_cross_attn` LayerNorm that their forward pass never
 //! uses (no cross-attention); it is kept so names and parameter counts match MONAI, and

@@ -1,7 +1,7 @@
 //! MONAI's ViT (`proj_type="perceptron"`, learnable position embeddings, no class token) under
 //! MONAI's parameter names: `patch_embedding.*`, `blocks.{i}.{norm1,attn,norm2,mlp}.*`, `norm.*`.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::layers::{LayerNorm, Linear};
@@ -71,7 +71,7 @@ impl SelfAttention {
         let v = qkv.get(2)?.contiguous()?;
         let att = (q.matmul(&k.t()?.contiguous()?)? * (dh as f64).powf(-0.5))?;
         // The softmax in f32 (as autocast does), back to the activations' dtype for the product.
-        let att = candle_nn::ops::softmax(&att.to_dtype(DType::F32)?, D::Minus1)?.to_dtype(v.dtype())?;
+        let att = magseg_kernels::softmax_last(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
         // "b l h d -> b h (l d)"
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, hidden))?;
         self.out_proj.forward(&y)
@@ -96,7 +96,7 @@ impl Mlp {
 
     /// Applies the block.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.linear2.forward(&self.linear1.forward(x)?.gelu_erf()?)
+        self.linear2.forward(&magseg_kernels::gelu_erf(&self.linear1.forward(x)?)?)
     }
 }
 

@@ -1,6 +1,9 @@
-// Leaky ReLU forward and backward on f32 and bf16 tensors (magseg_kernels::leaky_relu; launched by
-// src/cuda/activation.rs): y = x > 0 ? x : x*slope, dx = x > 0 ? dy : dy*slope. bf16 values are
-// widened to f32 (exact), multiplied once and rounded to nearest even, as on the CPU (src/activation.rs).
+// Elementwise activations forward and backward on f32 and bf16 tensors (magseg_kernels::leaky_relu,
+// gelu_erf; launched by src/cuda/activation.rs), every kernel (srcs..., out, long long n, float param):
+// - leaky_relu (param = slope): y = x > 0 ? x : x*slope, dx = x > 0 ? dy : dy*slope; one rounding, so
+//   the same bit for bit as the CPU (src/activation.rs);
+// - gelu_erf (param unused): y = x*Phi(x), dx = dy*(Phi(x) + x*phi(x)), Phi = normcdff.
+// bf16 values are widened to f32 (exact), computed in f32 and rounded to nearest even once.
 
 typedef unsigned short bf16_t;
 
@@ -16,33 +19,48 @@ __device__ __forceinline__ void put(bf16_t* p, float f) {
     *p = (bf16_t)(u >> 16);
 }
 
-template <typename T>
-__device__ __forceinline__ void leaky_fwd(const T* __restrict__ x, T* __restrict__ y, long long n, float slope) {
+struct Leaky {
+    __device__ static float f(float v, float slope) { return v > 0.f ? v : __fmul_rn(v, slope); }
+    __device__ static float df(float v, float g, float slope) { return v > 0.f ? g : __fmul_rn(g, slope); }
+};
+
+struct Gelu {
+    __device__ static float f(float v, float) { return v * normcdff(v); }
+    __device__ static float df(float v, float g, float) {
+        return g * (normcdff(v) + v * expf(-0.5f * v * v) * 0.3989422804014327f);
+    }
+};
+
+template <typename A, typename T>
+__device__ __forceinline__ void act_fwd(const T* __restrict__ x, T* __restrict__ y, long long n, float param) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float v = to_f(x[i]);
-    put(&y[i], v > 0.f ? v : __fmul_rn(v, slope));
+    put(&y[i], A::f(to_f(x[i]), param));
 }
 
-template <typename T>
-__device__ __forceinline__ void leaky_bwd(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx,
-                                          long long n, float slope) {
+template <typename A, typename T>
+__device__ __forceinline__ void act_bwd(const T* __restrict__ x, const T* __restrict__ dy, T* __restrict__ dx,
+                                        long long n, float param) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    const float g = to_f(dy[i]);
-    put(&dx[i], to_f(x[i]) > 0.f ? g : __fmul_rn(g, slope));
+    put(&dx[i], A::df(to_f(x[i]), to_f(dy[i]), param));
 }
 
-extern "C" __global__ void leaky_relu_fwd_f32(const float* x, float* y, long long n, float slope) {
-    leaky_fwd(x, y, n, slope);
-}
-extern "C" __global__ void leaky_relu_fwd_bf16(const bf16_t* x, bf16_t* y, long long n, float slope) {
-    leaky_fwd(x, y, n, slope);
-}
-extern "C" __global__ void leaky_relu_bwd_f32(const float* x, const float* dy, float* dx, long long n, float slope) {
-    leaky_bwd(x, dy, dx, n, slope);
-}
-extern "C" __global__ void leaky_relu_bwd_bf16(const bf16_t* x, const bf16_t* dy, bf16_t* dx, long long n,
-                                               float slope) {
-    leaky_bwd(x, dy, dx, n, slope);
-}
+#define ACT_KERNELS(NAME, A)                                                                            \
+    extern "C" __global__ void NAME##_fwd_f32(const float* x, float* y, long long n, float p) {            \
+        act_fwd<A>(x, y, n, p);                                                                             \
+    }                                                                                                       \
+    extern "C" __global__ void NAME##_fwd_bf16(const bf16_t* x, bf16_t* y, long long n, float p) {         \
+        act_fwd<A>(x, y, n, p);                                                                             \
+    }                                                                                                       \
+    extern "C" __global__ void NAME##_bwd_f32(const float* x, const float* dy, float* dx, long long n,     \
+                                              float p) {                                                    \
+        act_bwd<A>(x, dy, dx, n, p);                                                                        \
+    }                                                                                                       \
+    extern "C" __global__ void NAME##_bwd_bf16(const bf16_t* x, const bf16_t* dy, bf16_t* dx, long long n, \
+                                               float p) {                                                   \
+        act_bwd<A>(x, dy, dx, n, p);                                                                        \
+    }
+
+ACT_KERNELS(leaky_relu, Leaky)
+ACT_KERNELS(gelu_erf, Gelu)

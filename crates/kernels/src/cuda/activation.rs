@@ -1,4 +1,5 @@
-//! Leaky ReLU (`activation.cu`) on the GPU, launched on candle's stream: one thread per element.
+//! The activations of [`crate::activation`] (`activation.cu`) on the GPU, launched on candle's stream:
+//! one thread per element.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKernelArg, ValidAsZeroBits};
@@ -6,6 +7,7 @@ use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, Layout, Shape};
 
 use super::elementwise_config;
+use crate::activation::Act;
 use crate::KernelsError;
 
 /// PTX of `activation.cu`, compiled by build.rs with nvcc.
@@ -22,13 +24,13 @@ fn range(op: &'static str, l: &Layout, len: usize) -> Result<(usize, usize), Ker
 }
 
 /// Launches `func` over the `n` elements of the operands `srcs` (contiguous ranges of slices of `T`)
-/// into a fresh output of `n` elements, passing `n` and `slope` after the pointers.
+/// into a fresh output of `n` elements, passing `n` and the activation's parameter after the pointers.
 fn launch<T: DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
     dev: &CudaDevice,
     func: &str,
     srcs: &[(&CudaSlice<T>, &Layout)],
-    slope: f32,
+    param: f32,
 ) -> candle_core::Result<CudaSlice<T>> {
     let n = srcs[0].1.shape().elem_count();
     let mut views = Vec::with_capacity(srcs.len());
@@ -50,43 +52,52 @@ fn launch<T: DeviceRepr + ValidAsZeroBits>(
     for v in &views {
         b.arg(v);
     }
-    b.arg(&out).arg(&n_arg).arg(&slope);
-    // SAFETY: leaky_relu_{fwd,bwd}_{f32,bf16}(const T* srcs..., T* out, long long n, float slope): thread
+    b.arg(&out).arg(&n_arg).arg(&param);
+    // SAFETY: {leaky_relu,gelu_erf}_{fwd,bwd}_{f32,bf16}(const T* srcs..., T* out, long long n, float p): thread
     // i < n reads element i of each source view (n elements each) and writes out[i] (n elements).
     unsafe { b.launch(elementwise_config(op, n)?) }.w()?;
     Ok(out)
 }
 
-/// `y = leaky_relu(x)`.
-pub(crate) fn leaky_relu_fwd(slope: f32, (s, l): (&CudaStorage, &Layout)) -> candle_core::Result<(CudaStorage, Shape)> {
-    let op = "leaky_relu";
+/// `y = f(x)`.
+pub(crate) fn forward(act: Act, (s, l): (&CudaStorage, &Layout)) -> candle_core::Result<(CudaStorage, Shape)> {
+    let (stem, param) = act.kernel();
     let dev = s.device.clone();
     let out = match &s.slice {
-        CudaStorageSlice::F32(x) => CudaStorageSlice::F32(launch(op, &dev, "leaky_relu_fwd_f32", &[(x, l)], slope)?),
-        CudaStorageSlice::BF16(x) => CudaStorageSlice::BF16(launch(op, &dev, "leaky_relu_fwd_bf16", &[(x, l)], slope)?),
-        _ => return Err(KernelsError::Dtype { op, dtype: s.dtype().as_str().into(), supported: "f32, bf16" }.into()),
+        CudaStorageSlice::F32(x) => {
+            CudaStorageSlice::F32(launch(stem, &dev, &format!("{stem}_fwd_f32"), &[(x, l)], param)?)
+        }
+        CudaStorageSlice::BF16(x) => {
+            CudaStorageSlice::BF16(launch(stem, &dev, &format!("{stem}_fwd_bf16"), &[(x, l)], param)?)
+        }
+        _ => {
+            return Err(
+                KernelsError::Dtype { op: stem, dtype: s.dtype().as_str().into(), supported: "f32, bf16" }.into()
+            )
+        }
     };
     Ok((CudaStorage { slice: out, device: dev }, l.shape().clone()))
 }
 
-/// `dx` of `(x, dy)`.
-pub(crate) fn leaky_relu_bwd(
-    slope: f32,
+/// `dx = f′(x) · dy` of `(x, dy)`.
+pub(crate) fn backward(
+    act: Act,
     (s1, l1): (&CudaStorage, &Layout),
     (s2, l2): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    let op = "leaky_relu_grad";
+    let (stem, param) = act.kernel();
     let dev = s1.device.clone();
+    let func = |dt: &str| format!("{stem}_bwd_{dt}");
     let out = match (&s1.slice, &s2.slice) {
         (CudaStorageSlice::F32(x), CudaStorageSlice::F32(dy)) => {
-            CudaStorageSlice::F32(launch(op, &dev, "leaky_relu_bwd_f32", &[(x, l1), (dy, l2)], slope)?)
+            CudaStorageSlice::F32(launch(stem, &dev, &func("f32"), &[(x, l1), (dy, l2)], param)?)
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) => {
-            CudaStorageSlice::BF16(launch(op, &dev, "leaky_relu_bwd_bf16", &[(x, l1), (dy, l2)], slope)?)
+            CudaStorageSlice::BF16(launch(stem, &dev, &func("bf16"), &[(x, l1), (dy, l2)], param)?)
         }
         _ => {
             return Err(KernelsError::DtypeMismatch {
-                op,
+                op: stem,
                 lhs: s1.dtype().as_str().into(),
                 rhs: s2.dtype().as_str().into(),
             }

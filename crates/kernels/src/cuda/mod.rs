@@ -28,8 +28,8 @@ use crate::check::{is_supported, SUPPORTED};
 use crate::{Conv3dGeometry, CudaConvPath, KernelsError};
 
 pub(crate) mod activation;
-pub(crate) mod layer_norm;
 pub(crate) mod optim;
+pub(crate) mod rows;
 
 /// PTX of `conv3d.cu` (direct kernels), compiled by build.rs with nvcc.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/conv3d.ptx"));

@@ -1,12 +1,15 @@
-//! `layer_norm` over the last dimension with its gradient written out: per-row statistics in one
-//! pass, the normalisation in another, and two passes backward (input gradient; γ and β gradients),
-//! where the same composed from candle ops (`layer_norm_slow`) takes ~11 launches forward and ~40
-//! in autograd's backward.
+//! Row-wise ops over the last dimension with their gradients written out:
+//!
+//! - `layer_norm`: per-row statistics in one pass, the normalisation in another, and two passes
+//!   backward (input gradient; γ and β gradients), where the same composed from candle ops
+//!   (`layer_norm_slow`) takes ~11 launches forward and ~40 in autograd's backward;
+//! - `softmax_last`: one pass each way, where candle_nn's composed softmax takes 5 forward and ~15
+//!   backward.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor, D};
 use rayon::prelude::*;
 
-use crate::check::{f32_data, supported_device};
+use crate::check::{f32_data, matching_dtype_device, supported_device};
 use crate::KernelsError;
 
 /// PyTorch's `F.layer_norm(x, (H,), gamma, beta, eps)`: each row of the last dimension (`H` values)
@@ -25,7 +28,7 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> candle
             }
             .into());
         }
-        crate::check::matching_dtype_device(op, x, t)?;
+        matching_dtype_device(op, x, t)?;
     }
     if !(eps.is_finite() && eps >= 0.0) || h == 0 {
         return Err(KernelsError::Config {
@@ -52,6 +55,23 @@ fn composed(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> candle_core:
     let var = (xc.sqr()?.sum_keepdim(D::Minus1)? / h)?;
     let xhat = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
     xhat.to_dtype(dtype)?.broadcast_mul(gamma)?.broadcast_add(beta)
+}
+
+/// Softmax over the last dimension, `exp(x − max) / Σ exp(x − max)` per row, differentiable
+/// (`dx = y · (dy − Σ dy·y)`). f32 tensors run as one custom op each way (CPU, CUDA); other dtypes
+/// as candle ops.
+pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
+    let _span = tracing::trace_span!("softmax_last", x = ?x.dims()).entered();
+    if x.rank() == 0 {
+        return Err(
+            KernelsError::Rank { op: "softmax_last", what: "input", expected: "at least 1", shape: vec![] }.into()
+        );
+    }
+    if x.dtype() != DType::F32 || supported_device("softmax_last", x.device()).is_err() {
+        let e = x.broadcast_sub(&x.max_keepdim(D::Minus1)?)?.exp()?;
+        return e.broadcast_div(&e.sum_keepdim(D::Minus1)?);
+    }
+    x.contiguous()?.apply_op1(Softmax)
 }
 
 /// The rows (count, length) of a contiguous layout.
@@ -121,7 +141,7 @@ impl CustomOp1 for RowStats {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        crate::cuda::layer_norm::stats(self.eps, (s, l))
+        crate::cuda::rows::stats(self.eps, (s, l))
     }
 }
 
@@ -169,7 +189,7 @@ impl CustomOp3 for LayerNorm {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         with_stats_cuda(self.name(), &self.stats, |st, stl| {
-            crate::cuda::layer_norm::forward((s1, l1), (st, stl), (s2, l2), (s3, l3))
+            crate::cuda::rows::forward((s1, l1), (st, stl), (s2, l2), (s3, l3))
         })
     }
 
@@ -242,7 +262,7 @@ impl CustomOp3 for InputGrad {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         with_stats_cuda(self.name(), &self.stats, |st, stl| {
-            crate::cuda::layer_norm::input_grad((s1, l1), (st, stl), (s2, l2), (s3, l3))
+            crate::cuda::rows::input_grad((s1, l1), (st, stl), (s2, l2), (s3, l3))
         })
     }
 }
@@ -292,7 +312,86 @@ impl CustomOp2 for ParamGrads {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         with_stats_cuda(self.name(), &self.stats, |st, stl| {
-            crate::cuda::layer_norm::param_grads((s1, l1), (st, stl), (s2, l2))
+            crate::cuda::rows::param_grads((s1, l1), (st, stl), (s2, l2))
         })
+    }
+}
+
+/// Softmax over each row.
+struct Softmax;
+
+/// `dx = y · (dy − Σ dy·y)` of `(y, dy)`.
+struct SoftmaxGrad;
+
+impl CustomOp1 for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax_last"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = data(self.name(), s, l)?;
+        let (_, h) = rows_of(l);
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(h).zip(x.par_chunks(h)).for_each(|(y, x)| {
+            let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let mut total = 0f64;
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = (x - m).exp();
+                total += f64::from(*y);
+            }
+            let inv = (1.0 / total) as f32;
+            y.iter_mut().for_each(|y| *y *= inv);
+        });
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::cuda::rows::softmax((s, l))
+    }
+
+    fn bwd(&self, _: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?))
+    }
+}
+
+impl CustomOp2 for SoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "softmax_last_grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let (y, dy) = (data(op, s1, l1)?, data(op, s2, l2)?);
+        let (_, h) = rows_of(l1);
+        let mut dx = vec![0f32; y.len()];
+        dx.par_chunks_mut(h).zip(y.par_chunks(h).zip(dy.par_chunks(h))).for_each(|(dx, (y, dy))| {
+            let dot = y.iter().zip(dy).map(|(&y, &d)| f64::from(y * d)).sum::<f64>() as f32;
+            for j in 0..h {
+                dx[j] = y[j] * (dy[j] - dot);
+            }
+        });
+        Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        crate::cuda::rows::softmax_grad((s1, l1), (s2, l2))
     }
 }

@@ -1,6 +1,7 @@
-//! `layer_norm` against candle_nn's `layer_norm_slow` (composed candle ops, an independent
-//! implementation of PyTorch's formula): values and the gradients of x, γ and β through autograd, on
-//! rows of several lengths, in f32 and (through the fallback) f64.
+//! The row-wise ops against candle_nn's composed versions (independent implementations of PyTorch's
+//! formulas): `layer_norm` against `layer_norm_slow` (values and the gradients of x, γ and β through
+//! autograd), `softmax_last` against `softmax(…, D::Minus1)` (values and input gradient), on rows of
+//! several lengths, in f32 and (through the fallback) f64.
 
 mod common;
 
@@ -57,4 +58,29 @@ fn bad_shapes_are_errors() {
     // A constant row normalises to β (variance 0, eps keeps it finite).
     let y = magseg_kernels::layer_norm(&x, &ok, &ok, 1e-5).unwrap();
     assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![1.0; 8]);
+}
+
+#[test]
+fn softmax_matches_candle_nn_softmax() {
+    let mut rng = Rng(0x50F7);
+    for (dims, dtype, tol) in [
+        (vec![2usize, 12, 216, 216], DType::F32, 1e-6),
+        (vec![3, 1], DType::F32, 1e-6),
+        (vec![5, 700], DType::F32, 1e-6),
+        (vec![4, 9], DType::F64, 1e-14),
+    ] {
+        // Logits spread over ±8, so that the shift by the row maximum matters.
+        let x = rng.tensor(&dims).affine(8.0, 0.0).unwrap().to_dtype(dtype).unwrap();
+        let r = rng.tensor(&dims).to_dtype(dtype).unwrap();
+        let run = |f: &dyn Fn(&Tensor) -> Tensor| {
+            let v = Var::from_tensor(&x).unwrap();
+            let y = f(&v);
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            [y, g.get(&v).unwrap().clone()]
+        };
+        let ours = run(&|x| magseg_kernels::softmax_last(x).unwrap());
+        let reference = run(&|x| candle_nn::ops::softmax(x, candle_core::D::Minus1).unwrap());
+        close(&format!("softmax {dims:?} {dtype:?} y"), &ours[0], &reference[0], tol);
+        close(&format!("softmax {dims:?} {dtype:?} dx"), &ours[1], &reference[1], tol);
+    }
 }

@@ -1,4 +1,5 @@
-//! Layer norm (`layer_norm.cu`) on the GPU, f32, launched on candle's stream.
+//! Row-wise ops over the last dimension (`rows.cu`) on the GPU, f32, launched on candle's stream:
+//! layer norm (statistics, forward, both gradients) and softmax (forward, gradient).
 
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
@@ -7,12 +8,12 @@ use candle_core::{CudaStorage, Layout, Shape};
 use super::elementwise_config;
 use crate::KernelsError;
 
-/// PTX of `layer_norm.cu`, compiled by build.rs with nvcc.
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/layer_norm.ptx"));
+/// PTX of `rows.cu`, compiled by build.rs with nvcc.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rows.ptx"));
 /// Name under which candle caches the loaded module.
-const MODULE: &str = "magseg_kernels_layer_norm";
-/// Threads per block of the per-row kernels (`LN_THREADS`).
-const LN_THREADS: u32 = 256;
+const MODULE: &str = "magseg_kernels_rows";
+/// Threads per block of the per-row kernels (`ROW_THREADS`).
+const ROW_THREADS: u32 = 256;
 
 /// The contiguous f32 view of an operand with `len` elements.
 fn f32_view<'a>(
@@ -41,9 +42,9 @@ fn rows(op: &'static str, l: &Layout) -> Result<(usize, usize, i32), KernelsErro
     Ok((r, h, h32))
 }
 
-/// One block of [`LN_THREADS`] per row.
+/// One block of [`ROW_THREADS`] per row.
 fn per_row(r: usize) -> LaunchConfig {
-    LaunchConfig { grid_dim: (r.max(1) as u32, 1, 1), block_dim: (LN_THREADS, 1, 1), shared_mem_bytes: 0 }
+    LaunchConfig { grid_dim: (r.max(1) as u32, 1, 1), block_dim: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 }
 }
 
 /// Wraps a fresh f32 slice as a storage of `shape`.
@@ -145,4 +146,45 @@ pub(crate) fn param_grads(
         unsafe { b.launch(elementwise_config(op, h)?) }.w()?;
     }
     Ok(wrap(out, dev, Shape::from((2, h))))
+}
+
+/// Softmax over each row: `y = exp(x − max) / Σ exp(x − max)`.
+pub(crate) fn softmax((s, l): (&CudaStorage, &Layout)) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "softmax_last";
+    let dev = &s.device;
+    let (r, h, h32) = rows(op, l)?;
+    let x = f32_view(op, s, l, r * h)?;
+    // SAFETY (allocation): the kernel writes all r·h values.
+    let out = unsafe { dev.alloc::<f32>(r * h) }?;
+    if r * h > 0 {
+        let f = dev.get_or_load_custom_func("softmax_fwd_f32", MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&x).arg(&out).arg(&h32);
+        // SAFETY: softmax_fwd_f32(const float* x, float* y, int h): block r reads and writes row r (r·h
+        // values each); static shared memory.
+        unsafe { b.launch(per_row(r)) }.w()?;
+    }
+    Ok(wrap(out, dev, l.shape().clone()))
+}
+
+/// The softmax's input gradient from `(y, dy)`: `dx = y · (dy − Σ dy·y)` per row.
+pub(crate) fn softmax_grad(
+    (s, l): (&CudaStorage, &Layout),
+    (d, dl): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "softmax_last_grad";
+    let dev = &s.device;
+    let (r, h, h32) = rows(op, l)?;
+    let (y, dy) = (f32_view(op, s, l, r * h)?, f32_view(op, d, dl, r * h)?);
+    // SAFETY (allocation): the kernel writes all r·h values.
+    let out = unsafe { dev.alloc::<f32>(r * h) }?;
+    if r * h > 0 {
+        let f = dev.get_or_load_custom_func("softmax_bwd_f32", MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&y).arg(&dy).arg(&out).arg(&h32);
+        // SAFETY: softmax_bwd_f32(const float* y, const float* dy, float* dx, int h): block r reads row r
+        // of y and dy and writes row r of dx (r·h values each); static shared memory.
+        unsafe { b.launch(per_row(r)) }.w()?;
+    }
+    Ok(wrap(out, dev, l.shape().clone()))
 }
