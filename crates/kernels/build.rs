@@ -1,7 +1,7 @@
 //! Build script of magseg-kernels: with the `cuda` feature, compiles every kernel file of src/cuda/
 //! (`conv3d.cu`: direct kernels, `conv3d_igemm.cu`: implicit-GEMM / tensor-core kernels, `optim.cu`: the
 //! fused Adam passes, `activation.cu`: leaky ReLU, `rows.cu`: layer norm and
-//! softmax over rows) to PTX with nvcc
+//! softmax over rows, `norm.cu`: instance norm) to PTX with nvcc
 //! (`$NVCC`, else `nvcc` on PATH; `-arch=compute_$CUDA_COMPUTE_CAP`, default 90) into `OUT_DIR`.
 //! Without the feature it does nothing, so CPU builds need no CUDA.
 
@@ -19,7 +19,7 @@ fn main() {
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     let cap = cap.trim().replace('.', "");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for name in ["conv3d", "conv3d_igemm", "optim", "activation", "rows"] {
+    for name in ["conv3d", "conv3d_igemm", "optim", "activation", "rows", "norm"] {
         let src = format!("src/cuda/{name}.cu");
         println!("cargo::rerun-if-changed={src}");
         let out = out_dir.join(format!("{name}.ptx"));

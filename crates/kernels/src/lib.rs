@@ -8,8 +8,9 @@
 //!   [`Conv3dBackwardData`] and [`Conv3dBackwardWeight`]; the bias is added by [`add_channel_bias`].
 //! - [`conv_transpose3d()`]: padding 0, any kernel and stride ([`ConvTranspose3d`]); its forward
 //!   pass is conv3d's backward-data pass, its gradients reuse the conv3d passes.
-//! - [`instance_norm`]: statistics from candle ops, its backward pass written out in a custom op;
-//!   long sums run in two stages ([`reduce`]: candle's CUDA reductions use one block per output).
+//! - [`instance_norm`]: custom ops for f32 (statistics, normalisation with γ and β, and the
+//!   backward pass's sums and input gradient); other dtypes compose the statistics from candle ops
+//!   (long sums in two stages, [`reduce`]: candle's CUDA reductions use one block per output).
 //! - [`layer_norm()`], [`softmax_last()`]: over the last dimension, as custom ops with their
 //!   gradients written out (f32; other dtypes through candle ops).
 //! - [`leaky_relu()`], [`gelu_erf()`]: one custom op each way (gradients written out).

@@ -1,7 +1,11 @@
-//! `instance_norm`: statistics from candle ops, its backward pass written out (a custom op).
+//! `instance_norm`: for f32 tensors custom ops end to end (statistics, the normalisation with the
+//! affine part, and the backward pass's sums and input gradient: 2 + 1 launches forward, 3 + ~4 small
+//! ones backward on a GPU); other dtypes compose the statistics from candle ops and write out only the
+//! normalisation's backward.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use rayon::prelude::*;
 
 use crate::check::check_channel_vec;
 use crate::KernelsError;
@@ -11,10 +15,12 @@ use crate::KernelsError;
 /// `(x − mean) / sqrt(var + eps)`, then scaled by `gamma (C,)` and shifted by `beta (C,)` when
 /// given (PyTorch's `InstanceNorm3d`, `affine` when gamma/beta are present, no running stats).
 ///
-/// The forward pass is built from candle ops (sums, sqr, sqrt, broadcasts) on any device and float
-/// dtype; the normalisation's gradient is written out in [`Normalized`]'s backward pass (about 7
-/// passes over the activation, where candle's autograd through the composed ops takes ~25); the
-/// affine part stays with autograd. Differentiable in `x`, `gamma` and `beta`.
+/// f32 tensors (with f32 or no gamma/beta) on the CPU or a CUDA device run as custom ops: per-(n, c)
+/// mean and `1/sqrt(var + eps)` (two-pass within runs of values, runs combined in f64), the
+/// normalisation with gamma and beta in one pass, and backward the sums `Σ dy`, `Σ dy·x̂` per (n, c)
+/// and the input gradient `γ·rstd·(dy − mean dy − x̂·mean(dy·x̂))` in one pass. Other dtypes build
+/// the statistics from candle ops with the normalisation's gradient written out in [`Normalized`]'s
+/// backward pass. Differentiable in `x`, `gamma` and `beta`.
 pub fn instance_norm(
     x: &Tensor,
     gamma: Option<&Tensor>,
@@ -55,6 +61,20 @@ pub fn instance_norm(
         if let Some(v) = v {
             check_channel_vec(op, what, v, c, x, false)?;
         }
+    }
+    let f32s = [Some(x), gamma, beta].into_iter().flatten().all(|t| t.dtype() == DType::F32);
+    if f32s && crate::check::supported_device(op, x.device()).is_ok() {
+        let xs = x.contiguous()?.reshape((n, c, spatial))?;
+        let stats = xs.detach().apply_op1_no_bwd(&InstanceStats { eps: eps as f32 })?;
+        let gamma = match gamma {
+            Some(g) => g.contiguous()?,
+            None => Tensor::ones(c, DType::F32, x.device())?,
+        };
+        let beta = match beta {
+            Some(b) => b.contiguous()?,
+            None => Tensor::zeros(c, DType::F32, x.device())?,
+        };
+        return xs.apply_op3(&gamma, &beta, InstanceNorm { stats })?.reshape(dims);
     }
     // The statistics are sums over `spatial` values per (n, c): split into (rows, cols) and summed
     // in two stages, and broadcast back in two stages, so that candle's CUDA reductions (one thread
@@ -143,5 +163,261 @@ impl CustomOp1 for Normalized {
         let mean_gx = stat(&(&g * &self.xhat)?)?;
         let centred = ((g - spread(&mean_g, shape)?)? - (&self.xhat * spread(&mean_gx, shape)?)?)?;
         Ok(Some((centred * spread(&self.scale, shape)?)?))
+    }
+}
+
+/// The `(n, c, s)` sizes of a contiguous 3-D layout.
+fn ncs(op: &'static str, l: &Layout) -> Result<(usize, usize, usize), KernelsError> {
+    match *l.dims() {
+        [n, c, s] if l.is_contiguous() => Ok((n, c, s)),
+        _ => Err(KernelsError::Layout {
+            op,
+            msg: format!("expected a contiguous (n, c, s) operand, got {:?}", l.dims()),
+        }),
+    }
+}
+
+/// The f32 values of a contiguous CPU storage.
+fn f32s<'a>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32], KernelsError> {
+    crate::check::f32_data(op, s, l, l.dims())
+}
+
+/// The f32 CPU values of a precomputed tensor (statistics, sums), run through `f`.
+fn with_cpu<R>(
+    op: &'static str,
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        Storage::Cpu(s) => f(f32s(op, s, l)?),
+        _ => Err(KernelsError::Layout { op, msg: "precomputed statistics are not on the CPU".into() }.into()),
+    }
+}
+
+/// The CUDA storage of precomputed tensors (statistics, sums), run through `f`.
+#[cfg(feature = "cuda")]
+fn with_cuda<R>(
+    op: &'static str,
+    ts: [&Tensor; 2],
+    f: impl FnOnce([(&candle_core::CudaStorage, &Layout); 2]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (a, al) = ts[0].storage_and_layout();
+    let (b, bl) = ts[1].storage_and_layout();
+    match (&*a, &*b) {
+        (Storage::Cuda(a), Storage::Cuda(b)) => f([(a, al), (b, bl)]),
+        _ => Err(KernelsError::Layout { op, msg: "precomputed statistics are not on the GPU".into() }.into()),
+    }
+}
+
+/// `(n, c, s)` → `(n·c, 2)`: mean and `1/sqrt(var + eps)` of each (n, c) slice.
+struct InstanceStats {
+    eps: f32,
+}
+
+impl CustomOp1 for InstanceStats {
+    fn name(&self) -> &'static str {
+        "instance_norm_stats"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let (n, c, s) = ncs(op, l)?;
+        let x = f32s(op, st, l)?;
+        let mut out = vec![0f32; 2 * n * c];
+        out.par_chunks_mut(2).zip(x.par_chunks(s)).for_each(|(o, v)| {
+            let mean = v.iter().map(|&v| f64::from(v)).sum::<f64>() / s as f64;
+            let var = v.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / s as f64;
+            o[0] = mean as f32;
+            o[1] = (1.0 / (var + f64::from(self.eps)).sqrt()) as f32;
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n * c, 2))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        st: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, s) = ncs(self.name(), l)?;
+        crate::cuda::norm::stats(self.eps, (st, l), n * c, s)
+    }
+}
+
+/// `y = (x − mean)·rstd·γ + β` of `(x (n, c, s), γ (c,), β (c,))`.
+struct InstanceNorm {
+    stats: Tensor,
+}
+
+impl CustomOp3 for InstanceNorm {
+    fn name(&self) -> &'static str {
+        "instance_norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let (_, c, s) = ncs(op, l1)?;
+        let (x, g, b) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?, f32s(op, s3, l3)?);
+        with_cpu(op, &self.stats, |st| {
+            let mut y = vec![0f32; x.len()];
+            y.par_chunks_mut(s).zip(x.par_chunks(s)).enumerate().for_each(|(i, (y, x))| {
+                let (mean, rstd, ch) = (st[2 * i], st[2 * i + 1], i % c);
+                for (y, &x) in y.iter_mut().zip(x) {
+                    *y = (x - mean) * rstd * g[ch] + b[ch];
+                }
+            });
+            Ok((CpuStorage::F32(y), l1.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, s) = ncs(self.name(), l1)?;
+        with_cuda(self.name(), [&self.stats, &self.stats], |[st, _]| {
+            crate::cuda::norm::forward((s1, l1), st, (s2, l2), (s3, l3), (n, c, s))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, _) = x.dims3()?;
+        let dy = grad.contiguous()?;
+        let sums = x.apply_op2_no_bwd(&dy, &GradSums { stats: self.stats.clone() })?;
+        let dx = x.apply_op3_no_bwd(&dy, gamma, &GradInput { stats: self.stats.clone(), sums: sums.clone() })?;
+        let per_channel = |col: usize| sums.narrow(1, col, 1)?.reshape((n, c))?.sum(0);
+        Ok((Some(dx), Some(per_channel(1)?), Some(per_channel(0)?)))
+    }
+}
+
+/// `(x, dy)` → `(n·c, 2)`: `Σ dy` and `Σ dy·x̂` of each (n, c) slice.
+struct GradSums {
+    stats: Tensor,
+}
+
+impl CustomOp2 for GradSums {
+    fn name(&self) -> &'static str {
+        "instance_norm_grad_sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let (n, c, s) = ncs(op, l1)?;
+        let (x, dy) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?);
+        with_cpu(op, &self.stats, |st| {
+            let mut out = vec![0f32; 2 * n * c];
+            out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
+                |(i, (o, (x, dy)))| {
+                    let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
+                    let (mut a, mut b) = (0f64, 0f64);
+                    for (&x, &d) in x.iter().zip(dy) {
+                        a += f64::from(d);
+                        b += f64::from(d * ((x - mean) * rstd));
+                    }
+                    (o[0], o[1]) = (a as f32, b as f32);
+                },
+            );
+            Ok((CpuStorage::F32(out), Shape::from((n * c, 2))))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, s) = ncs(self.name(), l1)?;
+        with_cuda(self.name(), [&self.stats, &self.stats], |[st, _]| {
+            crate::cuda::norm::grad_sums((s1, l1), (s2, l2), st, n * c, s)
+        })
+    }
+}
+
+/// `(x, dy, γ)` → `dx = γ·rstd·(dy − Σdy/s − x̂·Σ(dy·x̂)/s)` per (n, c) slice.
+struct GradInput {
+    stats: Tensor,
+    sums: Tensor,
+}
+
+impl CustomOp3 for GradInput {
+    fn name(&self) -> &'static str {
+        "instance_norm_grad_input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let (_, c, s) = ncs(op, l1)?;
+        let (x, dy, g) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?, f32s(op, s3, l3)?);
+        with_cpu(op, &self.stats, |st| {
+            with_cpu(op, &self.sums, |sums| {
+                let mut dx = vec![0f32; x.len()];
+                dx.par_chunks_mut(s).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
+                    |(i, (dx, (x, dy)))| {
+                        let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
+                        let (ma, mb) = (sums[2 * i] / s as f32, sums[2 * i + 1] / s as f32);
+                        let k = g[i % c] * rstd;
+                        for j in 0..dx.len() {
+                            dx[j] = k * (dy[j] - ma - (x[j] - mean) * rstd * mb);
+                        }
+                    },
+                );
+                Ok((CpuStorage::F32(dx), l1.shape().clone()))
+            })
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, s) = ncs(self.name(), l1)?;
+        with_cuda(self.name(), [&self.stats, &self.sums], |[st, sums]| {
+            crate::cuda::norm::grad_input((s1, l1), (s2, l2), (s3, l3), st, sums, (n, c, s))
+        })
     }
 }

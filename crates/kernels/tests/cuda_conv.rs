@@ -11,8 +11,8 @@
 //!   differs between devices, so for bf16 it is only checked to be finite.
 //!
 //! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
-//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU, and layer norm, softmax
-//! and GELU within stated tolerances. Fails (does not skip) without a GPU.
+//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU, and instance norm, layer
+//! norm, softmax and GELU within stated tolerances. Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -369,5 +369,38 @@ fn softmax_and_gelu_match_the_cpu() {
         let (cpu, gpu_) = (grads(&x, &r, &Device::Cpu, &f), grads(&x, &r, &dev, &f));
         assert_close(&format!("gelu {dt:?} y"), &cpu[0], &gpu_[0], tol);
         assert_close(&format!("gelu {dt:?} dx"), &cpu[1], &gpu_[1], tol);
+    }
+}
+
+/// Instance norm (f32, with and without γ/β) forward and the gradients of x, γ and β on the CPU and
+/// the GPU, on slices of one and of several 16384-value chunks: within `1e-5 · max |cpu|` (per-slice
+/// sums in another order: f64 on the CPU, f32 chunk trees combined in f64 on the GPU).
+#[test]
+fn instance_norm_matches_the_cpu() {
+    let dev = gpu();
+    let mut rng = Rng(0x1457);
+    for (dims, affine) in
+        [(vec![2usize, 3, 5, 6, 7], true), (vec![1, 4, 32, 33, 34], true), (vec![2, 2, 40, 40, 21], false)]
+    {
+        let c = dims[1];
+        // An offset larger than the spread: the variance must not come from E[x²] − E[x]².
+        let x = rng.tensor(&dims).affine(2.0, 5.0).unwrap();
+        let (gamma, beta, r) = (rng.tensor(&[c]).affine(0.5, 1.0).unwrap(), rng.tensor(&[c]), rng.tensor(&dims));
+        let on = |d: &Device| {
+            let var = |t: &Tensor| Var::from_tensor(&t.to_device(d).unwrap()).unwrap();
+            let (x, g, b) = (var(&x), var(&gamma), var(&beta));
+            let y = if affine {
+                magseg_kernels::instance_norm(&x, Some(&g), Some(&b), 1e-5).unwrap()
+            } else {
+                magseg_kernels::instance_norm(&x, None, None, 1e-5).unwrap()
+            };
+            let grads = (&y * &r.to_device(d).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+            let get = |v: &Var| grads.get(v).cloned().unwrap_or_else(|| v.as_tensor().zeros_like().unwrap());
+            [y, get(&x), get(&g), get(&b)]
+        };
+        let (cpu, gpu_) = (on(&Device::Cpu), on(&dev));
+        for (i, what) in ["y", "dx", "dgamma", "dbeta"].iter().enumerate().take(if affine { 4 } else { 2 }) {
+            assert_close(&format!("instance_norm {dims:?} {what}"), &cpu[i], &gpu_[i], 1e-5);
+        }
     }
 }

@@ -28,6 +28,7 @@ use crate::check::{is_supported, SUPPORTED};
 use crate::{Conv3dGeometry, CudaConvPath, KernelsError};
 
 pub(crate) mod activation;
+pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod rows;
 

@@ -1,0 +1,128 @@
+// Instance norm over (n, c) slices of s values, f32 (magseg_kernels::instance_norm; launched by
+// src/cuda/norm.rs). Long slices are split into chunks of IN_CHUNK values: one block per (slice,
+// chunk) computes partial results in a fixed-order shared-memory tree, a second kernel combines each
+// slice's chunks in order in f64 (deterministic).
+
+#define IN_THREADS 256
+#define IN_CHUNK 16384
+
+// The sum of v over the block (every thread gets it); s holds IN_THREADS floats.
+__device__ __forceinline__ float block_sum(float v, float* s) {
+    s[threadIdx.x] = v;
+    __syncthreads();
+    for (int w = IN_THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
+        __syncthreads();
+    }
+    const float total = s[0];
+    __syncthreads();
+    return total;
+}
+
+// partial[(slice*chunks + k)*3 ..] = (count, mean, M2) of chunk k (blockIdx.y) of slice blockIdx.x,
+// two passes over the chunk (its mean, then the squared deviations from it).
+extern "C" __global__ void in_stats_partial_f32(const float* __restrict__ x, float* __restrict__ partial,
+                                                long long s) {
+    __shared__ float sh[IN_THREADS];
+    const float* v = x + (long long)blockIdx.x * s;
+    const long long start = (long long)blockIdx.y * IN_CHUNK;
+    const long long end = min(start + (long long)IN_CHUNK, s);
+    float acc = 0.f;
+    for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) acc += v[i];
+    const float count = (float)(end - start);
+    const float mean = block_sum(acc, sh) / count;
+    acc = 0.f;
+    for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) {
+        const float d = v[i] - mean;
+        acc += d * d;
+    }
+    const float m2 = block_sum(acc, sh);
+    if (threadIdx.x == 0) {
+        float* o = partial + ((long long)blockIdx.x * gridDim.y + blockIdx.y) * 3;
+        o[0] = count;
+        o[1] = mean;
+        o[2] = m2;
+    }
+}
+
+// stats[2i] = mean, stats[2i+1] = 1/sqrt(var + eps) of slice i: its chunks combined in order in f64
+// (Chan et al.); one thread per slice.
+extern "C" __global__ void in_stats_final_f32(const float* __restrict__ partial, float* __restrict__ stats,
+                                              int slices, int chunks, float eps) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= slices) return;
+    double n = 0.0, mean = 0.0, m2 = 0.0;
+    for (int k = 0; k < chunks; ++k) {
+        const float* p = partial + ((long long)i * chunks + k) * 3;
+        const double nb = p[0], mb = p[1], m2b = p[2];
+        const double nab = n + nb, delta = mb - mean;
+        mean += delta * nb / nab;
+        m2 += m2b + delta * delta * n * nb / nab;
+        n = nab;
+    }
+    stats[2 * i] = (float)mean;
+    stats[2 * i + 1] = (float)(1.0 / sqrt(m2 / n + (double)eps));
+}
+
+// y = (x - mean)*rstd*gamma[c] + beta[c]; one thread per element of (slices, s), c = slice % channels.
+extern "C" __global__ void in_fwd_f32(const float* __restrict__ x, const float* __restrict__ stats,
+                                      const float* __restrict__ gamma, const float* __restrict__ beta,
+                                      float* __restrict__ y, long long total, long long s, int channels) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const long long sl = i / s;
+    const int c = (int)(sl % channels);
+    y[i] = (x[i] - stats[2 * sl]) * stats[2 * sl + 1] * gamma[c] + beta[c];
+}
+
+// partial[(slice*chunks + k)*2 ..] = (sum dy, sum dy*xhat) over chunk k (blockIdx.y) of slice blockIdx.x.
+extern "C" __global__ void in_grad_partial_f32(const float* __restrict__ x, const float* __restrict__ dy,
+                                               const float* __restrict__ stats, float* __restrict__ partial,
+                                               long long s) {
+    __shared__ float sh[IN_THREADS];
+    const long long base = (long long)blockIdx.x * s;
+    const float mean = stats[2 * blockIdx.x], rstd = stats[2 * blockIdx.x + 1];
+    const long long start = (long long)blockIdx.y * IN_CHUNK;
+    const long long end = min(start + (long long)IN_CHUNK, s);
+    float a = 0.f, b = 0.f;
+    for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) {
+        const float d = dy[base + i];
+        a += d;
+        b += d * ((x[base + i] - mean) * rstd);
+    }
+    a = block_sum(a, sh);
+    b = block_sum(b, sh);
+    if (threadIdx.x == 0) {
+        float* o = partial + ((long long)blockIdx.x * gridDim.y + blockIdx.y) * 2;
+        o[0] = a;
+        o[1] = b;
+    }
+}
+
+// sums[2i], sums[2i+1] = the chunk partials of slice i added in order in f64; one thread per slice.
+extern "C" __global__ void in_grad_final_f32(const float* __restrict__ partial, float* __restrict__ sums, int slices,
+                                             int chunks) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= slices) return;
+    double a = 0.0, b = 0.0;
+    for (int k = 0; k < chunks; ++k) {
+        a += partial[((long long)i * chunks + k) * 2];
+        b += partial[((long long)i * chunks + k) * 2 + 1];
+    }
+    sums[2 * i] = (float)a;
+    sums[2 * i + 1] = (float)b;
+}
+
+// dx = gamma[c]*rstd*(dy - sum(dy)/s - xhat*sum(dy*xhat)/s); one thread per element.
+extern "C" __global__ void in_grad_input_f32(const float* __restrict__ x, const float* __restrict__ dy,
+                                             const float* __restrict__ gamma, const float* __restrict__ stats,
+                                             const float* __restrict__ sums, float* __restrict__ dx, long long total,
+                                             long long s, int channels) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const long long sl = i / s;
+    const float mean = stats[2 * sl], rstd = stats[2 * sl + 1];
+    const float ma = sums[2 * sl] / (float)s, mb = sums[2 * sl + 1] / (float)s;
+    const float k = gamma[(int)(sl % channels)] * rstd;
+    dx[i] = k * (dy[i] - ma - (x[i] - mean) * rstd * mb);
+}

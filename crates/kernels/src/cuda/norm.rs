@@ -1,0 +1,176 @@
+//! Instance norm (`norm.cu`) on the GPU, f32, launched on candle's stream.
+
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
+use candle_core::{CudaStorage, Layout, Shape};
+
+use super::elementwise_config;
+use crate::KernelsError;
+
+/// PTX of `norm.cu`, compiled by build.rs with nvcc.
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/norm.ptx"));
+/// Name under which candle caches the loaded module.
+const MODULE: &str = "magseg_kernels_norm";
+/// Threads per block of the partial kernels (`IN_THREADS`).
+const IN_THREADS: u32 = 256;
+/// Values per chunk of a slice (`IN_CHUNK`).
+const IN_CHUNK: usize = 16384;
+/// Threads per block of the per-slice final kernels.
+const FINAL_THREADS: u32 = 128;
+
+/// The contiguous f32 view of an operand with `len` elements.
+fn f32_view<'a>(
+    op: &'static str,
+    s: &'a CudaStorage,
+    l: &Layout,
+    len: usize,
+) -> Result<CudaView<'a, f32>, KernelsError> {
+    let CudaStorageSlice::F32(slice) = &s.slice else {
+        return Err(KernelsError::Dtype { op, dtype: "non-f32".into(), supported: "f32" });
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) if b <= slice.len() && b - a == len => Ok(slice.slice(a..b)),
+        _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),
+    }
+}
+
+/// The grid of the partial kernels: one block per (slice, chunk), and the chunk count.
+fn partial_grid(op: &'static str, slices: usize, s: usize) -> Result<(LaunchConfig, usize), KernelsError> {
+    let chunks = s.div_ceil(IN_CHUNK).max(1);
+    let (gx, gy) = (u32::try_from(slices), u32::try_from(chunks));
+    match (gx, gy) {
+        (Ok(gx), Ok(gy)) if gx >= 1 && gy <= 65535 => {
+            Ok((LaunchConfig { grid_dim: (gx, gy, 1), block_dim: (IN_THREADS, 1, 1), shared_mem_bytes: 0 }, chunks))
+        }
+        _ => Err(KernelsError::Shape { op, msg: format!("{slices} slices of {s} values are too many for one launch") }),
+    }
+}
+
+/// One thread per slice.
+fn per_slice(slices: usize) -> LaunchConfig {
+    let blocks = slices.div_ceil(FINAL_THREADS as usize).max(1) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (FINAL_THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Wraps a fresh f32 slice as a storage of `shape`.
+fn wrap(out: CudaSlice<f32>, dev: &CudaDevice, shape: Shape) -> (CudaStorage, Shape) {
+    (CudaStorage::wrap_cuda_slice(out, dev.clone()), shape)
+}
+
+/// `(slices, s)` → `(slices, 2)`: mean and `1/sqrt(var + eps)` of each slice.
+pub(crate) fn stats(
+    eps: f32,
+    (st, l): (&CudaStorage, &Layout),
+    slices: usize,
+    s: usize,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "instance_norm_stats";
+    let dev = &st.device;
+    let x = f32_view(op, st, l, slices * s)?;
+    let (cfg, chunks) = partial_grid(op, slices, s)?;
+    // SAFETY (allocations): the kernels below write every value.
+    let partial = unsafe { dev.alloc::<f32>(slices * chunks * 3) }?;
+    let out = unsafe { dev.alloc::<f32>(2 * slices) }?;
+    let s_arg = s as i64;
+    let f = dev.get_or_load_custom_func("in_stats_partial_f32", MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&x).arg(&partial).arg(&s_arg);
+    // SAFETY: in_stats_partial_f32(const float* x, float* partial, long long s) on a (slices, chunks)
+    // grid: block (i, k) reads x[i·s + k·IN_CHUNK .. min(.., (i+1)·s)) and writes partial[(i·chunks + k)·3
+    // .. +3]; x holds slices·s values, partial slices·chunks·3; static shared memory.
+    unsafe { b.launch(cfg) }.w()?;
+    let (slices_arg, chunks_arg) = (slices as i32, chunks as i32);
+    let f = dev.get_or_load_custom_func("in_stats_final_f32", MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&partial).arg(&out).arg(&slices_arg).arg(&chunks_arg).arg(&eps);
+    // SAFETY: in_stats_final_f32(const float* partial, float* stats, int slices, int chunks, float eps):
+    // thread i < slices reads partial[(i·chunks + k)·3 + 0..3] for k < chunks, writes stats[2i], stats[2i+1].
+    unsafe { b.launch(per_slice(slices)) }.w()?;
+    Ok(wrap(out, dev, Shape::from((slices, 2))))
+}
+
+/// `y = (x − mean)·rstd·γ + β`.
+pub(crate) fn forward(
+    (xs, xl): (&CudaStorage, &Layout),
+    (st, stl): (&CudaStorage, &Layout),
+    (g, gl): (&CudaStorage, &Layout),
+    (bt, btl): (&CudaStorage, &Layout),
+    (n, c, s): (usize, usize, usize),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "instance_norm";
+    let dev = &xs.device;
+    let total = n * c * s;
+    let (x, stats) = (f32_view(op, xs, xl, total)?, f32_view(op, st, stl, 2 * n * c)?);
+    let (gamma, beta) = (f32_view(op, g, gl, c)?, f32_view(op, bt, btl, c)?);
+    // SAFETY (allocation): the kernel writes every value.
+    let out = unsafe { dev.alloc::<f32>(total) }?;
+    let (t_arg, s_arg, c_arg) = (total as i64, s as i64, c as i32);
+    let f = dev.get_or_load_custom_func("in_fwd_f32", MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&x).arg(&stats).arg(&gamma).arg(&beta).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
+    // SAFETY: in_fwd_f32(x, stats, gamma, beta, y, long long total, long long s, int channels): thread
+    // i < total reads x[i], stats[2(i/s)..+2], gamma/beta[(i/s) % channels] and writes y[i] (sizes above).
+    unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
+    Ok(wrap(out, dev, xl.shape().clone()))
+}
+
+/// `(x, dy)` → `(slices, 2)`: `Σ dy` and `Σ dy·x̂` of each slice.
+pub(crate) fn grad_sums(
+    (xs, xl): (&CudaStorage, &Layout),
+    (ds, dl): (&CudaStorage, &Layout),
+    (st, stl): (&CudaStorage, &Layout),
+    slices: usize,
+    s: usize,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "instance_norm_grad_sums";
+    let dev = &xs.device;
+    let (x, dy) = (f32_view(op, xs, xl, slices * s)?, f32_view(op, ds, dl, slices * s)?);
+    let stats = f32_view(op, st, stl, 2 * slices)?;
+    let (cfg, chunks) = partial_grid(op, slices, s)?;
+    // SAFETY (allocations): the kernels below write every value.
+    let partial = unsafe { dev.alloc::<f32>(slices * chunks * 2) }?;
+    let out = unsafe { dev.alloc::<f32>(2 * slices) }?;
+    let s_arg = s as i64;
+    let f = dev.get_or_load_custom_func("in_grad_partial_f32", MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&x).arg(&dy).arg(&stats).arg(&partial).arg(&s_arg);
+    // SAFETY: in_grad_partial_f32(x, dy, stats, partial, long long s) on a (slices, chunks) grid: block
+    // (i, k) reads chunk k of slice i of x and dy and stats[2i..2i+2], writes partial[(i·chunks + k)·2
+    // .. +2] (slices·chunks·2 values); static shared memory.
+    unsafe { b.launch(cfg) }.w()?;
+    let (slices_arg, chunks_arg) = (slices as i32, chunks as i32);
+    let f = dev.get_or_load_custom_func("in_grad_final_f32", MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&partial).arg(&out).arg(&slices_arg).arg(&chunks_arg);
+    // SAFETY: in_grad_final_f32(const float* partial, float* sums, int slices, int chunks): thread
+    // i < slices reads partial[(i·chunks + k)·2 + 0..2] for k < chunks, writes sums[2i], sums[2i+1].
+    unsafe { b.launch(per_slice(slices)) }.w()?;
+    Ok(wrap(out, dev, Shape::from((slices, 2))))
+}
+
+/// `dx = γ·rstd·(dy − Σdy/s − x̂·Σ(dy·x̂)/s)`.
+pub(crate) fn grad_input(
+    (xs, xl): (&CudaStorage, &Layout),
+    (ds, dl): (&CudaStorage, &Layout),
+    (g, gl): (&CudaStorage, &Layout),
+    (st, stl): (&CudaStorage, &Layout),
+    (ss, ssl): (&CudaStorage, &Layout),
+    (n, c, s): (usize, usize, usize),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "instance_norm_grad_input";
+    let dev = &xs.device;
+    let total = n * c * s;
+    let (x, dy, gamma) = (f32_view(op, xs, xl, total)?, f32_view(op, ds, dl, total)?, f32_view(op, g, gl, c)?);
+    let (stats, sums) = (f32_view(op, st, stl, 2 * n * c)?, f32_view(op, ss, ssl, 2 * n * c)?);
+    // SAFETY (allocation): the kernel writes every value.
+    let out = unsafe { dev.alloc::<f32>(total) }?;
+    let (t_arg, s_arg, c_arg) = (total as i64, s as i64, c as i32);
+    let f = dev.get_or_load_custom_func("in_grad_input_f32", MODULE, PTX)?;
+    let mut b = f.builder();
+    b.arg(&x).arg(&dy).arg(&gamma).arg(&stats).arg(&sums).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
+    // SAFETY: in_grad_input_f32(x, dy, gamma, stats, sums, dx, long long total, long long s, int channels):
+    // thread i < total reads x[i], dy[i], gamma[(i/s) % channels], stats and sums [2(i/s)..+2] and
+    // writes dx[i] (sizes checked above).
+    unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
+    Ok(wrap(out, dev, xl.shape().clone()))
+}
