@@ -120,15 +120,8 @@ impl CustomOp1 for Activation {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let act = self.0;
-        let run = |x: &[f32]| -> Vec<f32> {
-            let mut y = vec![0f32; x.len()];
-            y.par_chunks_mut(CPU_RUN).zip(x.par_chunks(CPU_RUN)).for_each(|(y, x)| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = act.value(x);
-                }
-            });
-            y
-        };
+        // Collected straight into the output (no zero-filled buffer first: a full pass on big tensors).
+        let run = |x: &[f32]| -> Vec<f32> { x.par_iter().with_min_len(CPU_RUN).map(|&x| act.value(x)).collect() };
         let shape = l.shape().clone();
         match s.dtype() {
             DType::F32 => Ok((CpuStorage::F32(run(f32s(self.name(), s, l)?)), shape)),
@@ -181,14 +174,7 @@ impl CustomOp2 for ActivationGrad {
                     KernelsError::Layout { op, msg: format!("{} values and {} gradients", x.len(), dy.len()) }.into()
                 );
             }
-            let mut dx = vec![0f32; x.len()];
-            dx.par_chunks_mut(CPU_RUN).zip(x.par_chunks(CPU_RUN).zip(dy.par_chunks(CPU_RUN))).for_each(
-                |(dx, (x, dy))| {
-                    for i in 0..dx.len() {
-                        dx[i] = act.grad(x[i], dy[i]);
-                    }
-                },
-            );
+            let dx = x.par_iter().zip(dy).with_min_len(CPU_RUN).map(|(&x, &d)| act.grad(x, d)).collect();
             Ok((CpuStorage::F32(dx), l1.shape().clone()))
         })
     }

@@ -166,6 +166,55 @@ impl CustomOp1 for Normalized {
     }
 }
 
+/// Elements per rayon work item of the CPU passes.
+const CPU_RUN: usize = 1 << 14;
+
+/// An output of `n` values in slices of `s`, written in runs of at most [`CPU_RUN`] values in
+/// parallel by `f(slice, offset in the slice, out_run)`.
+fn per_slice(n: usize, s: usize, f: impl Fn(usize, usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    out.par_chunks_mut(s).enumerate().for_each(|(i, o)| {
+        o.par_chunks_mut(CPU_RUN).enumerate().for_each(|(k, run)| f(i, k * CPU_RUN, run));
+    });
+    out
+}
+
+/// Σ f(v) over `v`: f32 sums in 8 lanes over runs of 1024 values (vectorised), the runs added in
+/// f64.
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    v.chunks(1024)
+        .map(|run| {
+            let mut acc = [0f32; 8];
+            let mut it = run.chunks_exact(8);
+            for c in &mut it {
+                for k in 0..8 {
+                    acc[k] += f(c[k]);
+                }
+            }
+            let tail: f32 = it.remainder().iter().map(|&v| f(v)).sum();
+            f64::from(acc.iter().sum::<f32>() + tail)
+        })
+        .sum()
+}
+
+/// Σ f(a, b) over pairs of `a` and `b` (equal lengths), as [`lane_sum`].
+fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
+    a.chunks(1024)
+        .zip(b.chunks(1024))
+        .map(|(ra, rb)| {
+            let mut acc = [0f32; 8];
+            let (mut ia, mut ib) = (ra.chunks_exact(8), rb.chunks_exact(8));
+            for (ca, cb) in (&mut ia).zip(&mut ib) {
+                for k in 0..8 {
+                    acc[k] += f(ca[k], cb[k]);
+                }
+            }
+            let tail: f32 = ia.remainder().iter().zip(ib.remainder()).map(|(&x, &y)| f(x, y)).sum();
+            f64::from(acc.iter().sum::<f32>() + tail)
+        })
+        .sum()
+}
+
 /// The `(n, c, s)` sizes of a contiguous 3-D layout.
 fn ncs(op: &'static str, l: &Layout) -> Result<(usize, usize, usize), KernelsError> {
     match *l.dims() {
@@ -226,8 +275,9 @@ impl CustomOp1 for InstanceStats {
         let x = f32s(op, st, l)?;
         let mut out = vec![0f32; 2 * n * c];
         out.par_chunks_mut(2).zip(x.par_chunks(s)).for_each(|(o, v)| {
-            let mean = v.iter().map(|&v| f64::from(v)).sum::<f64>() / s as f64;
-            let var = v.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / s as f64;
+            let mean = lane_sum(v, |v| v) / s as f64;
+            let m = mean as f32;
+            let var = lane_sum(v, |v| (v - m) * (v - m)) / s as f64;
             o[0] = mean as f32;
             o[1] = (1.0 / (var + f64::from(self.eps)).sqrt()) as f32;
         });
@@ -268,11 +318,10 @@ impl CustomOp3 for InstanceNorm {
         let (_, c, s) = ncs(op, l1)?;
         let (x, g, b) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?, f32s(op, s3, l3)?);
         with_cpu(op, &self.stats, |st| {
-            let mut y = vec![0f32; x.len()];
-            y.par_chunks_mut(s).zip(x.par_chunks(s)).enumerate().for_each(|(i, (y, x))| {
-                let (mean, rstd, ch) = (st[2 * i], st[2 * i + 1], i % c);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = (x - mean) * rstd * g[ch] + b[ch];
+            let y = per_slice(x.len(), s, |i, j0, y| {
+                let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], g[i % c], b[i % c]);
+                for (y, &x) in y.iter_mut().zip(&x[i * s + j0..]) {
+                    *y = (x - mean) * rstd * g + b;
                 }
             });
             Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -337,11 +386,8 @@ impl CustomOp2 for GradSums {
             out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
                 |(i, (o, (x, dy)))| {
                     let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
-                    let (mut a, mut b) = (0f64, 0f64);
-                    for (&x, &d) in x.iter().zip(dy) {
-                        a += f64::from(d);
-                        b += f64::from(d * ((x - mean) * rstd));
-                    }
+                    let a = lane_sum(dy, |d| d);
+                    let b = lane_sum2(x, dy, |x, d| d * ((x - mean) * rstd));
                     (o[0], o[1]) = (a as f32, b as f32);
                 },
             );
@@ -389,17 +435,15 @@ impl CustomOp3 for GradInput {
         let (x, dy, g) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?, f32s(op, s3, l3)?);
         with_cpu(op, &self.stats, |st| {
             with_cpu(op, &self.sums, |sums| {
-                let mut dx = vec![0f32; x.len()];
-                dx.par_chunks_mut(s).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
-                    |(i, (dx, (x, dy)))| {
-                        let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
-                        let (ma, mb) = (sums[2 * i] / s as f32, sums[2 * i + 1] / s as f32);
-                        let k = g[i % c] * rstd;
-                        for j in 0..dx.len() {
-                            dx[j] = k * (dy[j] - ma - (x[j] - mean) * rstd * mb);
-                        }
-                    },
-                );
+                let dx = per_slice(x.len(), s, |i, j0, dx| {
+                    let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
+                    let (ma, mb) = (sums[2 * i] / s as f32, sums[2 * i + 1] / s as f32);
+                    let k = g[i % c] * rstd;
+                    let (x, dy) = (&x[i * s + j0..], &dy[i * s + j0..]);
+                    for j in 0..dx.len() {
+                        dx[j] = k * (dy[j] - ma - (x[j] - mean) * rstd * mb);
+                    }
+                });
                 Ok((CpuStorage::F32(dx), l1.shape().clone()))
             })
         })

@@ -74,6 +74,14 @@ pub fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Softmax)
 }
 
+/// An output of `n` values written row by row (`h` values each) by `f(row, out_row)`, rows in
+/// parallel (in runs of at least 2¹⁴ values).
+fn per_row(n: usize, h: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    out.par_chunks_mut(h).enumerate().with_min_len((1 << 14) / h.max(1) + 1).for_each(|(r, o)| f(r, o));
+    out
+}
+
 /// The rows (count, length) of a contiguous layout.
 fn rows_of(l: &Layout) -> (usize, usize) {
     let h = l.dims().last().copied().unwrap_or(1).max(1);
@@ -168,10 +176,10 @@ impl CustomOp3 for LayerNorm {
         let (x, g, b) = (data(op, s1, l1)?, data(op, s2, l2)?, data(op, s3, l3)?);
         let (_, h) = rows_of(l1);
         with_stats(op, &self.stats, |st| {
-            let mut y = vec![0f32; x.len()];
-            y.par_chunks_mut(h).zip(x.par_chunks(h)).zip(st.par_chunks(2)).for_each(|((y, x), st)| {
+            let y = per_row(x.len(), h, |r, y| {
+                let x = &x[r * h..(r + 1) * h];
                 for j in 0..h {
-                    y[j] = (x[j] - st[0]) * st[1] * g[j] + b[j];
+                    y[j] = (x[j] - st[2 * r]) * st[2 * r + 1] * g[j] + b[j];
                 }
             });
             Ok((CpuStorage::F32(y), l1.shape().clone()))
@@ -231,22 +239,26 @@ impl CustomOp3 for InputGrad {
         let (x, g, dy) = (data(op, s1, l1)?, data(op, s2, l2)?, data(op, s3, l3)?);
         let (_, h) = rows_of(l1);
         with_stats(op, &self.stats, |st| {
-            let mut dx = vec![0f32; x.len()];
-            dx.par_chunks_mut(h).zip(x.par_chunks(h).zip(dy.par_chunks(h))).zip(st.par_chunks(2)).for_each(
-                |((dx, (x, dy)), st)| {
+            // Per row: mean(dy·γ) and mean(dy·γ·x̂).
+            let means: Vec<[f32; 2]> = (x.par_chunks(h).zip(dy.par_chunks(h)).zip(st.par_chunks(2)))
+                .map(|((x, dy), st)| {
                     let (mut a, mut b) = (0f64, 0f64);
                     for j in 0..h {
                         let dyg = f64::from(dy[j] * g[j]);
                         a += dyg;
                         b += dyg * f64::from((x[j] - st[0]) * st[1]);
                     }
-                    let (a, b) = ((a / h as f64) as f32, (b / h as f64) as f32);
-                    for j in 0..h {
-                        let xhat = (x[j] - st[0]) * st[1];
-                        dx[j] = st[1] * (dy[j] * g[j] - a - xhat * b);
-                    }
-                },
-            );
+                    [(a / h as f64) as f32, (b / h as f64) as f32]
+                })
+                .collect();
+            let dx = per_row(x.len(), h, |r, dx| {
+                let (x, dy) = (&x[r * h..(r + 1) * h], &dy[r * h..(r + 1) * h]);
+                let (mean, rstd, [a, b]) = (st[2 * r], st[2 * r + 1], means[r]);
+                for j in 0..h {
+                    let xhat = (x[j] - mean) * rstd;
+                    dx[j] = rstd * (dy[j] * g[j] - a - xhat * b);
+                }
+            });
             Ok((CpuStorage::F32(dx), l1.shape().clone()))
         })
     }
@@ -331,8 +343,8 @@ impl CustomOp1 for Softmax {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = data(self.name(), s, l)?;
         let (_, h) = rows_of(l);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(h).zip(x.par_chunks(h)).for_each(|(y, x)| {
+        let y = per_row(x.len(), h, |r, y| {
+            let x = &x[r * h..(r + 1) * h];
             let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
             let mut total = 0f64;
             for (y, &x) in y.iter_mut().zip(x) {
@@ -374,11 +386,13 @@ impl CustomOp2 for SoftmaxGrad {
         let op = self.name();
         let (y, dy) = (data(op, s1, l1)?, data(op, s2, l2)?);
         let (_, h) = rows_of(l1);
-        let mut dx = vec![0f32; y.len()];
-        dx.par_chunks_mut(h).zip(y.par_chunks(h).zip(dy.par_chunks(h))).for_each(|(dx, (y, dy))| {
-            let dot = y.iter().zip(dy).map(|(&y, &d)| f64::from(y * d)).sum::<f64>() as f32;
+        let dots: Vec<f32> = (y.par_chunks(h).zip(dy.par_chunks(h)))
+            .map(|(y, dy)| y.iter().zip(dy).map(|(&y, &d)| f64::from(y * d)).sum::<f64>() as f32)
+            .collect();
+        let dx = per_row(y.len(), h, |r, dx| {
+            let (y, dy) = (&y[r * h..(r + 1) * h], &dy[r * h..(r + 1) * h]);
             for j in 0..h {
-                dx[j] = y[j] * (dy[j] - dot);
+                dx[j] = y[j] * (dy[j] - dots[r]);
             }
         });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
