@@ -7,7 +7,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::check::{cpu_f32_or_bf16, is_supported, supported_device};
+use crate::check::{cpu_f32_or_bf16, f32_values, is_supported, supported_device};
 use crate::KernelsError;
 
 /// Leaky ReLU, PyTorch's `F.leaky_relu`: `x` where `x > 0`, else `slope · x`; its gradient is `1`
@@ -108,11 +108,6 @@ struct Activation(Act);
 /// `dx = f′(x) · dy` of `(x, dy)`.
 struct ActivationGrad(Act);
 
-/// The contiguous f32 values of a CPU storage.
-fn f32s<'a>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32], KernelsError> {
-    crate::check::f32_data(op, s, l, l.dims())
-}
-
 impl CustomOp1 for Activation {
     fn name(&self) -> &'static str {
         self.0.kernel().0
@@ -124,10 +119,10 @@ impl CustomOp1 for Activation {
         let run = |x: &[f32]| -> Vec<f32> { x.par_iter().with_min_len(CPU_RUN).map(|&x| act.value(x)).collect() };
         let shape = l.shape().clone();
         match s.dtype() {
-            DType::F32 => Ok((CpuStorage::F32(run(f32s(self.name(), s, l)?)), shape)),
+            DType::F32 => Ok((CpuStorage::F32(run(f32_values(self.name(), s, l)?)), shape)),
             DType::BF16 => {
                 let x = s.to_dtype(l, DType::F32)?;
-                let y = CpuStorage::F32(run(f32s(self.name(), &x, &Layout::contiguous(shape.clone()))?));
+                let y = CpuStorage::F32(run(f32_values(self.name(), &x, &Layout::contiguous(shape.clone()))?));
                 Ok((y.to_dtype(&Layout::contiguous(shape.clone()), DType::BF16)?, shape))
             }
             other => {
@@ -168,7 +163,7 @@ impl CustomOp2 for ActivationGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (op, act) = (self.name(), self.0);
         cpu_f32_or_bf16(op, (s1, l1), (s2, l2), |s1, l1, s2, l2| {
-            let (x, dy) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?);
+            let (x, dy) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?);
             if x.len() != dy.len() {
                 return Err(
                     KernelsError::Layout { op, msg: format!("{} values and {} gradients", x.len(), dy.len()) }.into()

@@ -138,3 +138,49 @@ pub(crate) fn f32_data<'a>(
         msg: format!("layout {start}..{end} outside a storage of {}", v.len()),
     })
 }
+
+/// The f32 values of a contiguous CPU storage of any shape.
+pub(crate) fn f32_values<'a>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32], KernelsError> {
+    f32_data(op, s, l, l.dims())
+}
+
+/// The f32 CPU values of a tensor a custom op computed beforehand and holds (statistics, sums), run
+/// through `f`.
+pub(crate) fn with_cpu_values<R>(
+    op: &'static str,
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (s, l) = t.storage_and_layout();
+    match &*s {
+        candle_core::Storage::Cpu(s) => f(f32_values(op, s, l)?),
+        _ => Err(KernelsError::Layout { op, msg: "a precomputed operand is not on the input's device".into() }.into()),
+    }
+}
+
+/// The CUDA storages and layouts of tensors a custom op computed beforehand and holds, run through `f`.
+#[cfg(feature = "cuda")]
+pub(crate) fn with_cuda_storages<const N: usize, R>(
+    op: &'static str,
+    ts: [&Tensor; N],
+    f: impl FnOnce([(&candle_core::CudaStorage, &Layout); N]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let guards = ts.map(|t| t.storage_and_layout());
+    let mut found = Vec::with_capacity(N);
+    for (s, l) in &guards {
+        match &**s {
+            candle_core::Storage::Cuda(s) => found.push((s, *l)),
+            _ => {
+                return Err(KernelsError::Layout {
+                    op,
+                    msg: "a precomputed operand is not on the input's device".into(),
+                }
+                .into())
+            }
+        }
+    }
+    match found.try_into() {
+        Ok(all) => f(all),
+        Err(_) => Err(KernelsError::Layout { op, msg: "precomputed operands missing".into() }.into()),
+    }
+}

@@ -7,7 +7,9 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::check::check_channel_vec;
+#[cfg(feature = "cuda")]
+use crate::check::with_cuda_storages;
+use crate::check::{check_channel_vec, f32_values, with_cpu_values};
 use crate::KernelsError;
 
 /// Instance normalisation: each (n, c) slice of `x (N, C, …)` (rank ≥ 3, e.g. `(N, C, D, H, W)`)
@@ -226,39 +228,6 @@ fn ncs(op: &'static str, l: &Layout) -> Result<(usize, usize, usize), KernelsErr
     }
 }
 
-/// The f32 values of a contiguous CPU storage.
-fn f32s<'a>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32], KernelsError> {
-    crate::check::f32_data(op, s, l, l.dims())
-}
-
-/// The f32 CPU values of a precomputed tensor (statistics, sums), run through `f`.
-fn with_cpu<R>(
-    op: &'static str,
-    t: &Tensor,
-    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (s, l) = t.storage_and_layout();
-    match &*s {
-        Storage::Cpu(s) => f(f32s(op, s, l)?),
-        _ => Err(KernelsError::Layout { op, msg: "precomputed statistics are not on the CPU".into() }.into()),
-    }
-}
-
-/// The CUDA storage of precomputed tensors (statistics, sums), run through `f`.
-#[cfg(feature = "cuda")]
-fn with_cuda<R>(
-    op: &'static str,
-    ts: [&Tensor; 2],
-    f: impl FnOnce([(&candle_core::CudaStorage, &Layout); 2]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (a, al) = ts[0].storage_and_layout();
-    let (b, bl) = ts[1].storage_and_layout();
-    match (&*a, &*b) {
-        (Storage::Cuda(a), Storage::Cuda(b)) => f([(a, al), (b, bl)]),
-        _ => Err(KernelsError::Layout { op, msg: "precomputed statistics are not on the GPU".into() }.into()),
-    }
-}
-
 /// `(n, c, s)` → `(n·c, 2)`: mean and `1/sqrt(var + eps)` of each (n, c) slice.
 struct InstanceStats {
     eps: f32,
@@ -272,7 +241,7 @@ impl CustomOp1 for InstanceStats {
     fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (n, c, s) = ncs(op, l)?;
-        let x = f32s(op, st, l)?;
+        let x = f32_values(op, st, l)?;
         let mut out = vec![0f32; 2 * n * c];
         out.par_chunks_mut(2).zip(x.par_chunks(s)).for_each(|(o, v)| {
             let mean = lane_sum(v, |v| v) / s as f64;
@@ -316,8 +285,8 @@ impl CustomOp3 for InstanceNorm {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (_, c, s) = ncs(op, l1)?;
-        let (x, g, b) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?, f32s(op, s3, l3)?);
-        with_cpu(op, &self.stats, |st| {
+        let (x, g, b) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
+        with_cpu_values(op, &self.stats, |st| {
             let y = per_slice(x.len(), s, |i, j0, y| {
                 let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], g[i % c], b[i % c]);
                 for (y, &x) in y.iter_mut().zip(&x[i * s + j0..]) {
@@ -339,7 +308,7 @@ impl CustomOp3 for InstanceNorm {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (n, c, s) = ncs(self.name(), l1)?;
-        with_cuda(self.name(), [&self.stats, &self.stats], |[st, _]| {
+        with_cuda_storages(self.name(), [&self.stats], |[st]| {
             crate::cuda::norm::forward((s1, l1), st, (s2, l2), (s3, l3), (n, c, s))
         })
     }
@@ -380,8 +349,8 @@ impl CustomOp2 for GradSums {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (n, c, s) = ncs(op, l1)?;
-        let (x, dy) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?);
-        with_cpu(op, &self.stats, |st| {
+        let (x, dy) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?);
+        with_cpu_values(op, &self.stats, |st| {
             let mut out = vec![0f32; 2 * n * c];
             out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
                 |(i, (o, (x, dy)))| {
@@ -404,7 +373,7 @@ impl CustomOp2 for GradSums {
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (n, c, s) = ncs(self.name(), l1)?;
-        with_cuda(self.name(), [&self.stats, &self.stats], |[st, _]| {
+        with_cuda_storages(self.name(), [&self.stats], |[st]| {
             crate::cuda::norm::grad_sums((s1, l1), (s2, l2), st, n * c, s)
         })
     }
@@ -432,9 +401,9 @@ impl CustomOp3 for GradInput {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (_, c, s) = ncs(op, l1)?;
-        let (x, dy, g) = (f32s(op, s1, l1)?, f32s(op, s2, l2)?, f32s(op, s3, l3)?);
-        with_cpu(op, &self.stats, |st| {
-            with_cpu(op, &self.sums, |sums| {
+        let (x, dy, g) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
+        with_cpu_values(op, &self.stats, |st| {
+            with_cpu_values(op, &self.sums, |sums| {
                 let dx = per_slice(x.len(), s, |i, j0, dx| {
                     let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
                     let (ma, mb) = (sums[2 * i] / s as f32, sums[2 * i + 1] / s as f32);
@@ -460,7 +429,7 @@ impl CustomOp3 for GradInput {
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (n, c, s) = ncs(self.name(), l1)?;
-        with_cuda(self.name(), [&self.stats, &self.sums], |[st, sums]| {
+        with_cuda_storages(self.name(), [&self.stats, &self.sums], |[st, sums]| {
             crate::cuda::norm::grad_input((s1, l1), (s2, l2), (s3, l3), st, sums, (n, c, s))
         })
     }

@@ -6,10 +6,12 @@
 //! - `softmax_last`: one pass each way, where candle_nn's composed softmax takes 5 forward and ~15
 //!   backward.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use crate::check::{f32_data, matching_dtype_device, supported_device};
+#[cfg(feature = "cuda")]
+use crate::check::with_cuda_storages;
+use crate::check::{f32_values, matching_dtype_device, supported_device, with_cpu_values};
 use crate::KernelsError;
 
 /// PyTorch's `F.layer_norm(x, (H,), gamma, beta, eps)`: each row of the last dimension (`H` values)
@@ -88,38 +90,6 @@ fn rows_of(l: &Layout) -> (usize, usize) {
     (l.shape().elem_count() / h, h)
 }
 
-/// The f32 data of a contiguous CPU storage (any shape).
-fn data<'a>(op: &'static str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32], KernelsError> {
-    f32_data(op, s, l, l.dims())
-}
-
-/// The CPU storage of a precomputed tensor (the statistics), as `(data, layout)`, run through `f`.
-fn with_stats<R>(
-    op: &'static str,
-    stats: &Tensor,
-    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (s, l) = stats.storage_and_layout();
-    match &*s {
-        Storage::Cpu(s) => f(data(op, s, l)?),
-        _ => Err(KernelsError::Layout { op, msg: "statistics are not on the input's device".into() }.into()),
-    }
-}
-
-/// The CUDA storage and layout of a precomputed tensor (the statistics), run through `f`.
-#[cfg(feature = "cuda")]
-fn with_stats_cuda<R>(
-    op: &'static str,
-    stats: &Tensor,
-    f: impl FnOnce(&candle_core::CudaStorage, &Layout) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (s, l) = stats.storage_and_layout();
-    match &*s {
-        Storage::Cuda(s) => f(s, l),
-        _ => Err(KernelsError::Layout { op, msg: "statistics are not on the input's device".into() }.into()),
-    }
-}
-
 /// Mean and `1 / sqrt(var + eps)` of each row: `(R, H)` → `(R, 2)`.
 struct RowStats {
     eps: f32,
@@ -131,7 +101,7 @@ impl CustomOp1 for RowStats {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = data(self.name(), s, l)?;
+        let x = f32_values(self.name(), s, l)?;
         let (r, h) = rows_of(l);
         let mut out = vec![0f32; 2 * r];
         out.par_chunks_mut(2).zip(x.par_chunks(h)).for_each(|(o, row)| {
@@ -173,9 +143,9 @@ impl CustomOp3 for LayerNorm {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
-        let (x, g, b) = (data(op, s1, l1)?, data(op, s2, l2)?, data(op, s3, l3)?);
+        let (x, g, b) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
         let (_, h) = rows_of(l1);
-        with_stats(op, &self.stats, |st| {
+        with_cpu_values(op, &self.stats, |st| {
             let y = per_row(x.len(), h, |r, y| {
                 let x = &x[r * h..(r + 1) * h];
                 for j in 0..h {
@@ -196,7 +166,7 @@ impl CustomOp3 for LayerNorm {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        with_stats_cuda(self.name(), &self.stats, |st, stl| {
+        with_cuda_storages(self.name(), [&self.stats], |[(st, stl)]| {
             crate::cuda::rows::forward((s1, l1), (st, stl), (s2, l2), (s3, l3))
         })
     }
@@ -236,9 +206,9 @@ impl CustomOp3 for InputGrad {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
-        let (x, g, dy) = (data(op, s1, l1)?, data(op, s2, l2)?, data(op, s3, l3)?);
+        let (x, g, dy) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
         let (_, h) = rows_of(l1);
-        with_stats(op, &self.stats, |st| {
+        with_cpu_values(op, &self.stats, |st| {
             // Per row: mean(dy·γ) and mean(dy·γ·x̂).
             let means: Vec<[f32; 2]> = (x.par_chunks(h).zip(dy.par_chunks(h)).zip(st.par_chunks(2)))
                 .map(|((x, dy), st)| {
@@ -273,7 +243,7 @@ impl CustomOp3 for InputGrad {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        with_stats_cuda(self.name(), &self.stats, |st, stl| {
+        with_cuda_storages(self.name(), [&self.stats], |[(st, stl)]| {
             crate::cuda::rows::input_grad((s1, l1), (st, stl), (s2, l2), (s3, l3))
         })
     }
@@ -297,9 +267,9 @@ impl CustomOp2 for ParamGrads {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
-        let (x, dy) = (data(op, s1, l1)?, data(op, s2, l2)?);
+        let (x, dy) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?);
         let (r, h) = rows_of(l1);
-        with_stats(op, &self.stats, |st| {
+        with_cpu_values(op, &self.stats, |st| {
             let mut out = vec![0f32; 2 * h];
             let (dg, db) = out.split_at_mut(h);
             dg.par_iter_mut().zip(db.par_iter_mut()).enumerate().for_each(|(j, (dg, db))| {
@@ -323,7 +293,7 @@ impl CustomOp2 for ParamGrads {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        with_stats_cuda(self.name(), &self.stats, |st, stl| {
+        with_cuda_storages(self.name(), [&self.stats], |[(st, stl)]| {
             crate::cuda::rows::param_grads((s1, l1), (st, stl), (s2, l2))
         })
     }
@@ -341,7 +311,7 @@ impl CustomOp1 for Softmax {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = data(self.name(), s, l)?;
+        let x = f32_values(self.name(), s, l)?;
         let (_, h) = rows_of(l);
         let y = per_row(x.len(), h, |r, y| {
             let x = &x[r * h..(r + 1) * h];
@@ -384,7 +354,7 @@ impl CustomOp2 for SoftmaxGrad {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
-        let (y, dy) = (data(op, s1, l1)?, data(op, s2, l2)?);
+        let (y, dy) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?);
         let (_, h) = rows_of(l1);
         let dots: Vec<f32> = (y.par_chunks(h).zip(dy.par_chunks(h)))
             .map(|(y, dy)| y.iter().zip(dy).map(|(&y, &d)| f64::from(y * d)).sum::<f64>() as f32)

@@ -6,7 +6,7 @@ use candle_core::cuda_backend::cudarc::driver::{CudaSlice, DeviceRepr, PushKerne
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, Layout, Shape};
 
-use super::elementwise_config;
+use super::{contiguous_range, elementwise_config};
 use crate::activation::Act;
 use crate::KernelsError;
 
@@ -14,14 +14,6 @@ use crate::KernelsError;
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/activation.ptx"));
 /// Name under which candle caches the loaded module.
 const MODULE: &str = "magseg_kernels_activation";
-
-/// The contiguous range of `l` inside a slice of `len` elements.
-fn range(op: &'static str, l: &Layout, len: usize) -> Result<(usize, usize), KernelsError> {
-    match l.contiguous_offsets() {
-        Some((a, b)) if b <= len => Ok((a, b)),
-        _ => Err(KernelsError::Layout { op, msg: format!("operand is not contiguous inside {len} elements") }),
-    }
-}
 
 /// Launches `func` over the `n` elements of the operands `srcs` (contiguous ranges of slices of `T`)
 /// into a fresh output of `n` elements, passing `n` and the activation's parameter after the pointers.
@@ -35,7 +27,7 @@ fn launch<T: DeviceRepr + ValidAsZeroBits>(
     let n = srcs[0].1.shape().elem_count();
     let mut views = Vec::with_capacity(srcs.len());
     for (s, l) in srcs {
-        let (a, b) = range(op, l, s.len())?;
+        let (a, b) = contiguous_range(op, l, s.len())?;
         if b - a != n {
             return Err(KernelsError::Layout { op, msg: format!("operands of {} and {n} elements", b - a) }.into());
         }

@@ -257,6 +257,35 @@ unsafe fn launch_conv<T: DeviceRepr, U: DeviceRepr, E: DeviceRepr>(
     Ok(())
 }
 
+/// The contiguous element range `(start, end)` of `l` inside a slice of `len` elements.
+fn contiguous_range(op: &'static str, l: &Layout, len: usize) -> Result<(usize, usize), KernelsError> {
+    match l.contiguous_offsets() {
+        Some((a, b)) if b <= len => Ok((a, b)),
+        _ => Err(KernelsError::Layout { op, msg: format!("operand is not contiguous inside {len} elements") }),
+    }
+}
+
+/// The contiguous f32 view of an operand of exactly `len` elements.
+fn f32_view<'a>(
+    op: &'static str,
+    s: &'a CudaStorage,
+    l: &Layout,
+    len: usize,
+) -> Result<CudaView<'a, f32>, KernelsError> {
+    let CudaStorageSlice::F32(slice) = &s.slice else {
+        return Err(KernelsError::Dtype { op, dtype: s.dtype().as_str().into(), supported: "f32" });
+    };
+    match contiguous_range(op, l, slice.len())? {
+        (a, b) if b - a == len => Ok(slice.slice(a..b)),
+        _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),
+    }
+}
+
+/// A fresh f32 slice as a storage of `shape`.
+fn wrap_f32(out: CudaSlice<f32>, dev: &CudaDevice, shape: Shape) -> (CudaStorage, Shape) {
+    (CudaStorage::wrap_cuda_slice(out, dev.clone()), shape)
+}
+
 /// One thread per element of `total`, [`BLOCK`] threads per block.
 fn elementwise_config(op: &'static str, total: usize) -> Result<LaunchConfig, KernelsError> {
     let blocks = u32::try_from(total.div_ceil(BLOCK as usize))

@@ -1,10 +1,10 @@
 //! Instance norm (`norm.cu`) on the GPU, f32, launched on candle's stream.
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Layout, Shape};
 
-use super::elementwise_config;
+use super::{elementwise_config, f32_view, wrap_f32};
 use crate::KernelsError;
 
 /// PTX of `norm.cu`, compiled by build.rs with nvcc.
@@ -17,22 +17,6 @@ const IN_THREADS: u32 = 256;
 const IN_CHUNK: usize = 16384;
 /// Threads per block of the per-slice final kernels.
 const FINAL_THREADS: u32 = 128;
-
-/// The contiguous f32 view of an operand with `len` elements.
-fn f32_view<'a>(
-    op: &'static str,
-    s: &'a CudaStorage,
-    l: &Layout,
-    len: usize,
-) -> Result<CudaView<'a, f32>, KernelsError> {
-    let CudaStorageSlice::F32(slice) = &s.slice else {
-        return Err(KernelsError::Dtype { op, dtype: "non-f32".into(), supported: "f32" });
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) if b <= slice.len() && b - a == len => Ok(slice.slice(a..b)),
-        _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),
-    }
-}
 
 /// The grid of the partial kernels: one block per (slice, chunk), and the chunk count.
 fn partial_grid(op: &'static str, slices: usize, s: usize) -> Result<(LaunchConfig, usize), KernelsError> {
@@ -50,11 +34,6 @@ fn partial_grid(op: &'static str, slices: usize, s: usize) -> Result<(LaunchConf
 fn per_slice(slices: usize) -> LaunchConfig {
     let blocks = slices.div_ceil(FINAL_THREADS as usize).max(1) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (FINAL_THREADS, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// Wraps a fresh f32 slice as a storage of `shape`.
-fn wrap(out: CudaSlice<f32>, dev: &CudaDevice, shape: Shape) -> (CudaStorage, Shape) {
-    (CudaStorage::wrap_cuda_slice(out, dev.clone()), shape)
 }
 
 /// `(slices, s)` → `(slices, 2)`: mean and `1/sqrt(var + eps)` of each slice.
@@ -86,7 +65,7 @@ pub(crate) fn stats(
     // SAFETY: in_stats_final_f32(const float* partial, float* stats, int slices, int chunks, float eps):
     // thread i < slices reads partial[(i·chunks + k)·3 + 0..3] for k < chunks, writes stats[2i], stats[2i+1].
     unsafe { b.launch(per_slice(slices)) }.w()?;
-    Ok(wrap(out, dev, Shape::from((slices, 2))))
+    Ok(wrap_f32(out, dev, Shape::from((slices, 2))))
 }
 
 /// `y = (x − mean)·rstd·γ + β`.
@@ -111,7 +90,7 @@ pub(crate) fn forward(
     // SAFETY: in_fwd_f32(x, stats, gamma, beta, y, long long total, long long s, int channels): thread
     // i < total reads x[i], stats[2(i/s)..+2], gamma/beta[(i/s) % channels] and writes y[i] (sizes above).
     unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
-    Ok(wrap(out, dev, xl.shape().clone()))
+    Ok(wrap_f32(out, dev, xl.shape().clone()))
 }
 
 /// `(x, dy)` → `(slices, 2)`: `Σ dy` and `Σ dy·x̂` of each slice.
@@ -145,7 +124,7 @@ pub(crate) fn grad_sums(
     // SAFETY: in_grad_final_f32(const float* partial, float* sums, int slices, int chunks): thread
     // i < slices reads partial[(i·chunks + k)·2 + 0..2] for k < chunks, writes sums[2i], sums[2i+1].
     unsafe { b.launch(per_slice(slices)) }.w()?;
-    Ok(wrap(out, dev, Shape::from((slices, 2))))
+    Ok(wrap_f32(out, dev, Shape::from((slices, 2))))
 }
 
 /// `dx = γ·rstd·(dy − Σdy/s − x̂·Σ(dy·x̂)/s)`.
@@ -172,5 +151,5 @@ pub(crate) fn grad_input(
     // thread i < total reads x[i], dy[i], gamma[(i/s) % channels], stats and sums [2(i/s)..+2] and
     // writes dx[i] (sizes checked above).
     unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
-    Ok(wrap(out, dev, xl.shape().clone()))
+    Ok(wrap_f32(out, dev, xl.shape().clone()))
 }

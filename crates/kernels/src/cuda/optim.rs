@@ -4,7 +4,7 @@ use candle_core::cuda_backend::cudarc::driver::{CudaSlice, LaunchConfig, PushKer
 use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, Layout};
 
-use super::elementwise_config;
+use super::{contiguous_range, elementwise_config};
 use crate::optim::{square_sum_count, AdamStep, SquareSums, SQUARE_SUM_CHUNK};
 use crate::KernelsError;
 
@@ -24,7 +24,7 @@ fn f32_range<'a>(
     let CudaStorageSlice::F32(slice) = &s.slice else {
         return Err(KernelsError::Layout { op, msg: "expected an f32 operand".into() });
     };
-    let (a, b) = range(op, l, slice.len())?;
+    let (a, b) = contiguous_range(op, l, slice.len())?;
     Ok((slice, a, b - a))
 }
 
@@ -37,16 +37,8 @@ fn f32_range_mut<'a>(
     let CudaStorageSlice::F32(slice) = &mut s.slice else {
         return Err(KernelsError::Layout { op, msg: "expected an f32 operand".into() });
     };
-    let (a, b) = range(op, l, slice.len())?;
+    let (a, b) = contiguous_range(op, l, slice.len())?;
     Ok((slice, a, b - a))
-}
-
-/// The contiguous element range of `l` inside a storage of `len` elements.
-fn range(op: &'static str, l: &Layout, len: usize) -> Result<(usize, usize), KernelsError> {
-    match l.contiguous_offsets() {
-        Some((a, b)) if b <= len => Ok((a, b)),
-        _ => Err(KernelsError::Layout { op, msg: format!("operand is not contiguous inside {len} elements") }),
-    }
 }
 
 /// `SquareSums` on the GPU: one block per partial sum.

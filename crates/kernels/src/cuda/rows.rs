@@ -1,11 +1,11 @@
 //! Row-wise ops over the last dimension (`rows.cu`) on the GPU, f32, launched on candle's stream:
 //! layer norm (statistics, forward, both gradients) and softmax (forward, gradient).
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView, LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice, WrapErr};
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::WrapErr;
 use candle_core::{CudaStorage, Layout, Shape};
 
-use super::elementwise_config;
+use super::{elementwise_config, f32_view, wrap_f32};
 use crate::KernelsError;
 
 /// PTX of `rows.cu`, compiled by build.rs with nvcc.
@@ -14,22 +14,6 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rows.ptx"));
 const MODULE: &str = "magseg_kernels_rows";
 /// Threads per block of the per-row kernels (`ROW_THREADS`).
 const ROW_THREADS: u32 = 256;
-
-/// The contiguous f32 view of an operand with `len` elements.
-fn f32_view<'a>(
-    op: &'static str,
-    s: &'a CudaStorage,
-    l: &Layout,
-    len: usize,
-) -> Result<CudaView<'a, f32>, KernelsError> {
-    let CudaStorageSlice::F32(slice) = &s.slice else {
-        return Err(KernelsError::Dtype { op, dtype: "non-f32".into(), supported: "f32" });
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) if b <= slice.len() && b - a == len => Ok(slice.slice(a..b)),
-        _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),
-    }
-}
 
 /// Rows and row length of `x`'s layout, as the kernels take them.
 fn rows(op: &'static str, l: &Layout) -> Result<(usize, usize, i32), KernelsError> {
@@ -45,11 +29,6 @@ fn rows(op: &'static str, l: &Layout) -> Result<(usize, usize, i32), KernelsErro
 /// One block of [`ROW_THREADS`] per row.
 fn per_row(r: usize) -> LaunchConfig {
     LaunchConfig { grid_dim: (r.max(1) as u32, 1, 1), block_dim: (ROW_THREADS, 1, 1), shared_mem_bytes: 0 }
-}
-
-/// Wraps a fresh f32 slice as a storage of `shape`.
-fn wrap(out: CudaSlice<f32>, dev: &CudaDevice, shape: Shape) -> (CudaStorage, Shape) {
-    (CudaStorage::wrap_cuda_slice(out, dev.clone()), shape)
 }
 
 /// `(R, H)` → `(R, 2)`: mean and `1 / sqrt(var + eps)` of each row.
@@ -68,7 +47,7 @@ pub(crate) fn stats(eps: f32, (s, l): (&CudaStorage, &Layout)) -> candle_core::R
         // (r+1)·h) (x has r·h values) and writes stats[2r], stats[2r+1]; static shared memory.
         unsafe { b.launch(per_row(r)) }.w()?;
     }
-    Ok(wrap(out, dev, Shape::from((r, 2))))
+    Ok(wrap_f32(out, dev, Shape::from((r, 2))))
 }
 
 /// `y = (x − mean)·rstd·γ + β`.
@@ -95,7 +74,7 @@ pub(crate) fn forward(
         // stats[2(i/h)], stats[2(i/h)+1], gamma[i%h], beta[i%h] and writes y[i] (sizes checked above).
         unsafe { b.launch(elementwise_config(op, n)?) }.w()?;
     }
-    Ok(wrap(out, dev, l.shape().clone()))
+    Ok(wrap_f32(out, dev, l.shape().clone()))
 }
 
 /// The input gradient of `(x, γ, dy)`.
@@ -121,7 +100,7 @@ pub(crate) fn input_grad(
         // stats[2r..2r+2], gamma[0..h) and writes row r of dx (sizes checked above); static shared memory.
         unsafe { b.launch(per_row(r)) }.w()?;
     }
-    Ok(wrap(out, dev, l.shape().clone()))
+    Ok(wrap_f32(out, dev, l.shape().clone()))
 }
 
 /// `(2, H)`: the gradients of γ and β, from `(x, dy)`.
@@ -145,7 +124,7 @@ pub(crate) fn param_grads(
         // j of every row of x and dy and stats[0..2·rows), writes out[j] and out[h + j] (2h values).
         unsafe { b.launch(elementwise_config(op, h)?) }.w()?;
     }
-    Ok(wrap(out, dev, Shape::from((2, h))))
+    Ok(wrap_f32(out, dev, Shape::from((2, h))))
 }
 
 /// Softmax over each row: `y = exp(x − max) / Σ exp(x − max)`.
@@ -164,7 +143,7 @@ pub(crate) fn softmax((s, l): (&CudaStorage, &Layout)) -> candle_core::Result<(C
         // values each); static shared memory.
         unsafe { b.launch(per_row(r)) }.w()?;
     }
-    Ok(wrap(out, dev, l.shape().clone()))
+    Ok(wrap_f32(out, dev, l.shape().clone()))
 }
 
 /// The softmax's input gradient from `(y, dy)`: `dx = y · (dy − Σ dy·y)` per row.
@@ -186,5 +165,5 @@ pub(crate) fn softmax_grad(
         // of y and dy and writes row r of dx (r·h values each); static shared memory.
         unsafe { b.launch(per_row(r)) }.w()?;
     }
-    Ok(wrap(out, dev, l.shape().clone()))
+    Ok(wrap_f32(out, dev, l.shape().clone()))
 }
