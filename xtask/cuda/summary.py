@@ -107,6 +107,8 @@ if convs:
         summary["conv3d"][tag] = {"magseg": a, "torch": b}
         pairs = [(k, k) for k in ["fwd_ms", "bwd_data_ms", "bwd_weight_ms", "fwd_bwd_ms", "bf16_fwd_ms", "bf16_fwd_bwd_ms"]]
         pairs.append(("direct_fwd_bwd_ms", "fwd_bwd_ms"))  # the direct reference kernels against cuDNN f32
+        # bf16 without the channels-last staging (the NCDHW gathers) against cuDNN bf16
+        pairs += [("bf16_ncdhw_fwd_ms", "bf16_fwd_ms"), ("bf16_ncdhw_fwd_bwd_ms", "bf16_fwd_bwd_ms")]
         for k, kt in pairs:
             print(f"{tag + ' ' + k:48} {cell(a.get(k, a.get('error')))} {cell(b.get(kt, b.get('error')))} "
                   f"{cell(ratio(a.get(k), b.get(kt)), 8)}")

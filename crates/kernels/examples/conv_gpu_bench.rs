@@ -8,7 +8,8 @@
 //! Keys: `fwd_ms`, `bwd_data_ms`, `bwd_weight_ms`, `fwd_bwd_ms`, `fwd_gflops`: f32 on the default
 //! CUDA path (`default_path`: GEMM unless `MAGSEG_CONV_CUDA=direct`); `direct_*`: f32 on the direct
 //! reference kernels; `gemm_*`: f32 on the GEMM kernels; `bf16_*`: bf16 on the GEMM kernels (tensor
-//! cores); `convt_k2s2_ms` / `bf16_convt_k2s2_ms`: conv_transpose3d kernel 2 stride 2, 2 × 32 → 16
+//! cores; forward and backward-data through channels-last staging); `bf16_ncdhw_*`: the same without
+//! the staging (`CudaConvPath::GemmNcdhw`, gathers from NCDHW); `convt_k2s2_ms` / `bf16_convt_k2s2_ms`: conv_transpose3d kernel 2 stride 2, 2 × 32 → 16
 //! channels, 32³ → 64³, forward only (GEMM path); `check_*`: at the benchmark shape, the largest
 //! |difference| relative to the largest |value| between the direct f32 result and the GEMM f32
 //! (`check_gemm_{fwd,bwd_data,bwd_weight}`, expect ≲ 1e-5) and GEMM bf16 results
@@ -135,6 +136,7 @@ fn main() -> candle_core::Result<()> {
     let direct = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Direct)?;
     let gemm = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Gemm)?;
     let bf16 = time_passes(&dev, reps, g, DType::BF16, CudaConvPath::Gemm)?;
+    let bf16_ncdhw = time_passes(&dev, reps, g, DType::BF16, CudaConvPath::GemmNcdhw)?;
     let convt = time_convt(&dev, reps, DType::F32)?;
     let bf16_convt = time_convt(&dev, reps, DType::BF16)?;
     let check = check_passes(&dev, g)?;
@@ -144,7 +146,7 @@ fn main() -> candle_core::Result<()> {
         names.iter().zip(t).map(|(n, v)| format!("\"{prefix}{n}\":{}", r(*v))).collect::<Vec<_>>().join(",")
     };
     println!(
-        "{{\"shape\":\"{n}x{c}x{size}^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},\
+        "{{\"shape\":\"{n}x{c}x{size}^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},{},\
          \"bf16_fwd_gflops\":{},\"convt_k2s2_ms\":{},\"bf16_convt_k2s2_ms\":{},\"check_gemm_fwd\":{},\
          \"check_gemm_bwd_data\":{},\"check_gemm_bwd_weight\":{},\"check_bf16_fwd\":{},\"check_bf16_bwd_data\":{},\
          \"check_bf16_bwd_weight\":{}}}",
@@ -154,6 +156,7 @@ fn main() -> candle_core::Result<()> {
         keys("direct_", &direct),
         keys("gemm_", &gemm),
         keys("bf16_", &bf16),
+        keys("bf16_ncdhw_", &bf16_ncdhw),
         gflops(bf16[0]),
         r(convt),
         r(bf16_convt),

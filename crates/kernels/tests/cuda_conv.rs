@@ -1,7 +1,9 @@
 //! CPU vs GPU (feature `cuda`): conv3d and conv_transpose3d forward, input, weight and bias gradients
 //! (through candle autograd: `backward()` of `sum(y · r)` for a random `r`) on the CPU and on CUDA
-//! device 0, for BOTH CUDA implementations ([`CudaConvPath::Direct`] and [`CudaConvPath::Gemm`],
-//! forced per call, never through the environment) and both dtypes:
+//! device 0, for every CUDA implementation ([`CudaConvPath::Direct`], [`CudaConvPath::Gemm`] — whose
+//! bf16 forward and backward-data go through channels-last staging where the channels are multiples
+//! of 8 — and [`CudaConvPath::GemmNcdhw`], forced per call, never through the environment) and both
+//! dtypes:
 //!
 //! - f32: `|gpu − cpu| ≤ 1e-4 · max |cpu|` per tensor (f32 sums in another order; the largest sums
 //!   here have ~10⁵ terms);
@@ -91,7 +93,7 @@ fn check(c: Case) {
     for dt in [DType::F32, DType::BF16] {
         let tol = if dt == DType::F32 { TOL_F32 } else { TOL_BF16 };
         let cpu = run_on(&c, &Device::Cpu, &data, dt, CudaConvPath::Auto);
-        for path in [CudaConvPath::Direct, CudaConvPath::Gemm] {
+        for path in [CudaConvPath::Direct, CudaConvPath::Gemm, CudaConvPath::GemmNcdhw] {
             let gpu1 = run_on(&c, &dev, &data, dt, path);
             let gpu2 = run_on(&c, &dev, &data, dt, path);
             let mut report = Vec::new();
@@ -201,6 +203,16 @@ fn few_channels_large_volume_splits_the_weight_gradient() {
 #[test]
 fn k3_s1_p1_thirty_two_channels_24() {
     conv("k3 s1 p1 32→32 24³", &[1, 32, 24, 24, 24], &[32, 32, 3, 3, 3], true, cfg([1; 3], [1; 3]));
+}
+
+#[test]
+fn channels_last_staging_channel_multiples_of_eight() {
+    // bf16 forward and backward-data through the channels-last kernels, both block tiles (≤ 32 and
+    // > 32 output rows), a strided forward, and a side whose channels are not a multiple of 8.
+    conv("k3 s1 p1 8→72 batch 2", &[2, 8, 6, 7, 5], &[72, 8, 3, 3, 3], true, cfg([1; 3], [1; 3]));
+    conv("k3 s1 p1 40→8", &[1, 40, 5, 6, 7], &[8, 40, 3, 3, 3], true, cfg([1; 3], [1; 3]));
+    conv("k3 s2 p1 24→16 batch 2", &[2, 24, 9, 8, 7], &[16, 24, 3, 3, 3], false, cfg([2; 3], [1; 3]));
+    conv("k3x1x2 p1x0x1 24→13", &[1, 24, 6, 7, 8], &[13, 24, 3, 1, 2], true, cfg([1; 3], [1, 0, 1]));
 }
 
 #[test]

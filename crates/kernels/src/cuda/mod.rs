@@ -4,7 +4,10 @@
 //!
 //! - [`CudaConvPath::Gemm`] (default): the tiled implicit-GEMM kernels of `conv3d_igemm.cu` — f32 with
 //!   64×64×16 block tiles (32×128×16 for at most 32 output channels) and 4×4 register micro-tiles,
-//!   bf16 on tensor cores (mma.sync m16n8k16, 64×64×32 or 32×128×32 block tiles, f32 accumulation),
+//!   bf16 on tensor cores (mma.sync m16n8k16 fed by ldmatrix, 64×64×32 or 32×128×32 block tiles, f32
+//!   accumulation; forward and backward-data from channels-last staging copies where the gathered
+//!   channels are a multiple of 8, so 8 channels of a tap are one 16-byte load — see
+//!   [`CudaConvPath::GemmNcdhw`] for the path without staging),
 //!   backward-weight (f32: 64×64×16 or 32×128×16 FMA tiles; bf16: 64×64×32 tensor-core tiles; f32
 //!   accumulation) split over a fixed partition of the voxels into partial buffers summed in order by
 //!   a second kernel, and a one-tap kernel for backward-data when kernel == stride and padding 0
@@ -54,6 +57,10 @@ const GEMM_BK: usize = 16;
 const F32_THREADS: u32 = 256;
 /// Threads per block of the bf16 tensor-core kernels (`H_THREADS`).
 const BF16_THREADS: u32 = 128;
+/// bf16 values per 16-byte load of the channels-last kernels: their channel counts are multiples.
+const CL_VECTOR: usize = 8;
+/// Most taps of the channels-last kernels (`FAST_TAPS`: one bit per tap in a column's mask).
+const CL_MAX_TAPS: usize = 32;
 /// Blocks the GEMM backward-weight aims for (4 per SM of a 132-SM H100).
 const GEMM_WGRAD_TARGET_BLOCKS: usize = 528;
 /// Fewest voxels per GEMM backward-weight chunk (128 K tiles).
@@ -137,7 +144,19 @@ fn gemm_supported(g: &Conv3dGeometry) -> bool {
 
 /// Whether the GEMM path runs this geometry: the path resolves to `Gemm` and the kernels take it.
 fn use_gemm(path: CudaConvPath, g: &Conv3dGeometry) -> bool {
-    path.resolve() == CudaConvPath::Gemm && gemm_supported(g)
+    path.is_gemm() && gemm_supported(g)
+}
+
+/// Whether a bf16 forward (`transposed` false) or backward-data pass of `g` on `path` runs the
+/// channels-last kernels (`igemm_{fwd,bwd_data}_bf16_cl`): the `Gemm` path, the gathered tensor's
+/// channels a multiple of 8 (16-byte loads), the fast gathers' at most 32 taps, and stride 1 for
+/// backward-data.
+fn use_channels_last(path: CudaConvPath, g: &Conv3dGeometry, transposed: bool) -> bool {
+    let channels = if transposed { g.out_channels } else { g.in_channels };
+    path.resolve() == CudaConvPath::Gemm
+        && channels % CL_VECTOR == 0
+        && g.kernel_volume() <= CL_MAX_TAPS
+        && (!transposed || g.stride == [1; 3])
 }
 
 /// A grid dimension as `u32`, or an error.
@@ -188,6 +207,60 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     // the kernel's taps ≤ MAX_TAPS_TABLE (checked by `gemm_supported`).
     unsafe { launch_conv(op, dev, (&func, MODULE_GEMM, PTX_GEMM), cfg, (src, w, &out), None::<i32>, g) }?;
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
+}
+
+/// The channels-last staging copies of a bf16 forward (`transposed` false: `src` = x, channels Ci) or
+/// backward-data (`src` = dy, channels Co) pass for the `_cl` kernels: `src` as `[b][voxel][c]` and
+/// the GEMM A operand `[row][tap][c]` from the weight `[Co][Ci][taps]`. `T` is the bf16 slice type
+/// (the kernels move 16-bit values).
+fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    dev: &CudaDevice,
+    src: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    g: &Conv3dGeometry,
+    transposed: bool,
+) -> candle_core::Result<(CudaSlice<T>, CudaSlice<T>)> {
+    let (channels, vol) =
+        if transposed { (g.out_channels, g.output_volume()) } else { (g.in_channels, g.input_volume()) };
+    let int = |v: usize| {
+        i32::try_from(v)
+            .map_err(|_| KernelsError::Shape { op, msg: format!("size {v} is too large for the GPU kernels") })
+    };
+    let (c, taps, ci, co) = (int(channels)?, int(g.kernel_volume())?, int(g.in_channels)?, int(g.out_channels)?);
+    let cfg = LaunchConfig {
+        grid_dim: (grid_dim(op, vol.div_ceil(32))?, grid_dim(op, channels.div_ceil(32))?, grid_dim(op, g.batch)?),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
+        return Err(
+            KernelsError::Shape { op, msg: format!("{channels} channels or batch {} too large", g.batch) }.into()
+        );
+    }
+    let src_cl = dev.alloc_zeros::<T>(src.len())?;
+    let f = dev.get_or_load_custom_func("to_channels_last_bf16", MODULE_GEMM, PTX_GEMM)?;
+    let mut b = f.builder();
+    let vol64 = vol as i64;
+    b.arg(src).arg(&src_cl).arg(&c).arg(&vol64);
+    // SAFETY: to_channels_last_bf16(const bf16* src, bf16* dst, int C, long long vol), 256 threads,
+    // static shared memory: block (bx, by, bz) reads src[bz][c][v] and writes dst[bz][v][c] only for
+    // c < C, v < vol, and the grid's z is the batch, so both stay inside the n·C·vol elements that
+    // `src` (a view of exactly the operand, checked by `view`) and `src_cl` (its length) hold.
+    unsafe { b.launch(cfg) }.w()?;
+    let w_cl = dev.alloc_zeros::<T>(w.len())?;
+    let blocks = grid_dim(op, w.len().div_ceil(BLOCK as usize).min(65535))?;
+    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+    let f = dev.get_or_load_custom_func("reorder_weight_bf16", MODULE_GEMM, PTX_GEMM)?;
+    let mut b = f.builder();
+    let tr = i32::from(transposed);
+    b.arg(w).arg(&w_cl).arg(&co).arg(&ci).arg(&taps).arg(&tr);
+    // SAFETY: reorder_weight_bf16(const bf16* w, bf16* out, int co, int ci, int taps, int transposed):
+    // a grid-stride loop over i < co·ci·taps, reading w at a (c, m, t) index below co·ci·taps and
+    // writing out[i]; `w` is a view of exactly the weight (co·ci·taps, checked by `view`) and `w_cl`
+    // has its length.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok((src_cl, w_cl))
 }
 
 /// The 18 geometry ints every kernel takes (see the header of conv3d.cu), or an error when a size
@@ -366,7 +439,13 @@ pub(crate) fn forward(
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(w)) if gemm => {
             let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
-            run_igemm(op, "igemm_fwd_bf16", BF16_THREADS, dev, &x, &w, g, work, g.output_shape())
+            if use_channels_last(path, g, false) {
+                let (x_cl, w_cl) = stage_channels_last(op, dev, &x, &w, g, false)?;
+                let (x_cl, w_cl) = (x_cl.as_view(), w_cl.as_view());
+                run_igemm(op, "igemm_fwd_bf16_cl", BF16_THREADS, dev, &x_cl, &w_cl, g, work, g.output_shape())
+            } else {
+                run_igemm(op, "igemm_fwd_bf16", BF16_THREADS, dev, &x, &w, g, work, g.output_shape())
+            }
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| forward(op, g, path, a, b)),
     }
@@ -390,7 +469,7 @@ pub(crate) fn backward_data(
     let (yd, wd) = (g.output_shape(), g.weight_shape());
     let work = (g.in_channels, g.input_volume());
     let gemm = use_gemm(path, g);
-    let one_tap = path.resolve() == CudaConvPath::Gemm && no_overlap(g);
+    let one_tap = path.is_gemm() && no_overlap(g);
     match (&s1.slice, &s2.slice) {
         (CudaStorageSlice::F32(dy), CudaStorageSlice::F32(w)) => {
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
@@ -406,6 +485,10 @@ pub(crate) fn backward_data(
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
             if one_tap {
                 run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_bf16"), dev, &dy, &w, g, work, g.input_shape())
+            } else if use_channels_last(path, g, true) {
+                let (dy_cl, w_cl) = stage_channels_last(op, dev, &dy, &w, g, true)?;
+                let (dy_cl, w_cl) = (dy_cl.as_view(), w_cl.as_view());
+                run_igemm(op, "igemm_bwd_data_bf16_cl", BF16_THREADS, dev, &dy_cl, &w_cl, g, work, g.input_shape())
             } else {
                 run_igemm(op, "igemm_bwd_data_bf16", BF16_THREADS, dev, &dy, &w, g, work, g.input_shape())
             }

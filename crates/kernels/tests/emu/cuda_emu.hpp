@@ -91,6 +91,22 @@ inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigne
     for (int e = 0; e < 4; ++e) c[e] = out[e];
 }
 
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 per the PTX ISA: lane l supplies the address of row l % 8 of
+// matrix l / 8; register i of lane receives row lane / 4, b16 elements 2 (lane % 4) and + 1 of matrix i
+// (the first in the low half).
+inline const void* g_emu_ldm[32][32];
+
+inline void magseg_emu_ldmatrix_x4(unsigned* r, const void* p) {
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    g_emu_ldm[warp][lane] = p;
+    __syncthreads();
+    for (int i = 0; i < 4; ++i) {
+        const auto* row = static_cast<const unsigned short*>(g_emu_ldm[warp][i * 8 + lane / 4]);
+        r[i] = (unsigned)row[2 * (lane % 4)] | ((unsigned)row[2 * (lane % 4) + 1] << 16);
+    }
+    __syncthreads();  // everyone has read the addresses before they are reused
+}
+
 // Runs `kernel()` over `grid` blocks of `block` threads (x only), one block at a time: the threads are
 // created once per launch and meet at the barrier after every block (a thread that returns early from
 // the kernel goes straight to that barrier; kernels that call __syncthreads never return early).

@@ -75,6 +75,57 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
             }
             compare(var.bm == 64 ? "bwd-data" : "bwd-data m32", name, d1, d2, dx_ref, tol);
         }
+        // bf16 from channels-last staging (src/cuda/mod.rs: gathered channels % 8 == 0, at most 32 taps,
+        // stride 1 for backward-data): staging kernels, then both block-tile variants
+        if constexpr (sizeof(T) == 2) {
+            auto stage = [&](const std::vector<T>& src, int C, long vol) {
+                std::vector<T> cl(src.size(), 0xFFFF);  // NaN bits: a value the transpose missed shows
+                emu_launch(dim3{(unsigned)((vol + 31) / 32), (unsigned)((C + 31) / 32), (unsigned)g.n}, dim3{256, 1, 1},
+                           [&] { to_channels_last_bf16(src.data(), cl.data(), C, vol); });
+                return cl;
+            };
+            auto weights = [&](int transposed) {
+                std::vector<T> a(wl, 0xFFFF);
+                emu_launch(dim3{(unsigned)((wl + 255) / 256), 1, 1}, dim3{256, 1, 1},
+                           [&] { reorder_weight_bf16(wtt.data(), a.data(), g.co, g.ci, g.taps(), transposed); });
+                return a;
+            };
+            using Kern = void (*)(const T*, const T*, T*, int, int, int, int, int, int, int, int, int, int, int, int,
+                                  int, int, int, int, int, int);
+            const struct {
+                Kern fwd, bwd;
+                int bm, bn;
+            } cl_variants[] = {{igemm_fwd_bf16_cl, igemm_bwd_data_bf16_cl, 64, 64},
+                               {igemm_fwd_bf16_cl_m32, igemm_bwd_data_bf16_cl_m32, 32, 128}};
+            const bool fwd_ok = g.ci % 8 == 0 && g.taps() <= 32;
+            const bool bwd_ok = g.co % 8 == 0 && g.taps() <= 32 && g.sd == 1 && g.sh == 1 && g.sw == 1;
+            for (const auto& var : cl_variants) {
+                const char* suffix = var.bm == 64 ? "" : " m32";
+                char label[64];
+                if (fwd_ok) {
+                    const auto x_cl = stage(xt, g.ci, g.in_vol());
+                    const auto a = weights(0);
+                    std::vector<T> y1(yl), y2(yl);
+                    for (auto* out : {&y1, &y2}) {
+                        dim3 grid{(unsigned)((g.n * g.out_vol() + var.bn - 1) / var.bn), (unsigned)((g.co + var.bm - 1) / var.bm), 1};
+                        emu_launch(grid, dim3{threads, 1, 1}, [&] { var.fwd(x_cl.data(), a.data(), out->data(), GARGS(g)); });
+                    }
+                    std::snprintf(label, sizeof label, "forward cl%s", suffix);
+                    compare(label, name, y1, y2, y_ref, tol);
+                }
+                if (bwd_ok) {
+                    const auto dy_cl = stage(dyt, g.co, g.out_vol());
+                    const auto a = weights(1);
+                    std::vector<T> d1(xl), d2(xl);
+                    for (auto* out : {&d1, &d2}) {
+                        dim3 grid{(unsigned)((g.n * g.in_vol() + var.bn - 1) / var.bn), (unsigned)((g.ci + var.bm - 1) / var.bm), 1};
+                        emu_launch(grid, dim3{threads, 1, 1}, [&] { var.bwd(dy_cl.data(), a.data(), out->data(), GARGS(g)); });
+                    }
+                    std::snprintf(label, sizeof label, "bwd-data cl%s", suffix);
+                    compare(label, name, d1, d2, dx_ref, tol);
+                }
+            }
+        }
         if (g.kd == g.sd && g.kh == g.sh && g.kw == g.sw && g.pd == 0 && g.ph == 0 && g.pw == 0) {
             std::vector<T> n1(xl), n2(xl);
             const long long total = (long long)g.n * ((g.ci + 7) / 8) * g.in_vol();
@@ -147,6 +198,13 @@ int main() {
         {"k2x1x3 s2x1x3 p0 2->3 b2", {2, 2, 3, 6, 4, 6, 2, 1, 3, 2, 1, 3, 0, 0, 0}, -1},
         {"k3 s1 p1 2->3 b2 12^3", {2, 2, 3, 12, 12, 12, 3, 3, 3, 1, 1, 1, 1, 1, 1}, 160},
         {"k5 s1 p2 2->3 9^3", {1, 2, 3, 9, 9, 9, 5, 5, 5, 1, 1, 1, 2, 2, 2}, -1},
+        // channel counts that take the bf16 channels-last kernels (multiples of 8), with one side that does not
+        {"k3 s1 p1 16->24 b2 7x6x5", {2, 16, 24, 7, 6, 5, 3, 3, 3, 1, 1, 1, 1, 1, 1}, -1},
+        {"k3 s1 p1 8->72 5x6x7", {1, 8, 72, 5, 6, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1}, -1},
+        {"k3 s1 p1 40->8 b2 4x5x6", {2, 40, 8, 4, 5, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1}, -1},
+        {"k3 s2 p1 32->16 b2 9x8x7", {2, 32, 16, 9, 8, 7, 3, 3, 3, 2, 2, 2, 1, 1, 1}, -1},
+        {"k1 64->40 b2 5x4x3", {2, 64, 40, 5, 4, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0}, -1},
+        {"k3x1x2 s1 p1x0x1 24->13 6x7x8", {1, 24, 13, 6, 7, 8, 3, 1, 2, 1, 1, 1, 1, 0, 1}, -1},
     };
     for (const auto& c : cases) {
         run_case<float>(c.name, c.g, false, c.run);
