@@ -13,9 +13,10 @@ use std::sync::OnceLock;
 ///   to channels-last and the weight to `[row][tap][channel]` (two short staging kernels), so the
 ///   GEMM loads 8 channels of a tap with one 16-byte load; this needs the gathered tensor's channels
 ///   to be a multiple of 8, at most 32 taps and, for backward-data, stride 1 — other geometries use
-///   the NCDHW kernels of [`CudaConvPath::GemmNcdhw`].
-/// - [`CudaConvPath::GemmNcdhw`]: the same GEMM kernels, but bf16 forward and backward-data always
-///   gather element by element from the NCDHW tensors (no staging copies); f32 is the same as `Gemm`.
+///   the NCDHW kernels of [`CudaConvPath::GemmNcdhw`]. bf16 backward-weight likewise reads
+///   channels-last copies of x and dy when both channel counts are multiples of 8.
+/// - [`CudaConvPath::GemmNcdhw`]: the same GEMM kernels, but bf16 passes always gather element by
+///   element from the NCDHW tensors (no staging copies); f32 is the same as `Gemm`.
 /// - [`CudaConvPath::Direct`]: the direct reference kernels (one thread per output element);
 ///   bf16 operands are converted to f32 and the result back to bf16.
 /// - [`CudaConvPath::Auto`] (default): the environment variable `MAGSEG_CONV_CUDA` (read once per

@@ -301,6 +301,50 @@ __device__ __forceinline__ void mma_tile(float (&acc)[2][4][4], const bf16_t (&A
     }
 }
 
+// ldmatrix .x4 .trans: as ldmatrix_x4, but r[i] receives the transposed elements: rows 2 (lane % 4) and
+// + 1, column lane / 4 of matrix i (the first in the low half).
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int (&r)[4], const bf16_t* p) {
+#ifdef MAGSEG_HOST_EMULATION
+    magseg_emu_ldmatrix_x4_trans(r, p);
+#else
+    const unsigned int addr = (unsigned int)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+
+// Row length (bf16) of the k-major tiles At[k][m], Bt[k][n] (64 values + 8 padding: 144-byte rows put
+// the 8 rows of an ldmatrix read on distinct banks).
+#define H_LDT 72
+
+// mma_tile for k-major shared tiles (At[k][m], Bt[k][n]; m and n contiguous), fragments by
+// ldmatrix.trans: for A tile i, matrices (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15),
+// (m 8-15, k 8-15) = a0..a3; for B tiles 2 jj, 2 jj + 1, (tile, k 0-7), (tile, k 8-15) = b0, b1.
+__device__ __forceinline__ void mma_tile_kmajor(float (&acc)[2][4][4], const bf16_t (&A)[H_BK][H_LDT],
+                                                const bf16_t (&B)[H_BK][H_LDT], int wm, int wn, int lane) {
+    const int lrow = lane & 7, lhi = (lane >> 3) & 1, lk = lane >> 4;
+#pragma unroll
+    for (int ks = 0; ks < H_BK; ks += 16) {
+        unsigned int af[2][4], bfr[4][2];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) ldmatrix_x4_trans(af[i], &A[ks + 8 * lk + lrow][wm + i * 16 + 8 * lhi]);
+#pragma unroll
+        for (int jj = 0; jj < 2; ++jj) {
+            unsigned int r[4];
+            ldmatrix_x4_trans(r, &B[ks + 8 * lhi + lrow][wn + 16 * jj + 8 * lk]);
+            bfr[2 * jj][0] = r[0];
+            bfr[2 * jj][1] = r[1];
+            bfr[2 * jj + 1][0] = r[2];
+            bfr[2 * jj + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int i = 0; i < 2; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
+    }
+}
+
 // The epilogues: for every column c of a thread's accumulators, ctx = column(c) once, then
 // f(row, ctx, value) for each of its rows. A 4 x 4 micro-tile at (r0, c0):
 template <class Col, class F>
@@ -834,6 +878,81 @@ DATA_KERNEL(igemm_fwd_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igem
 // igemm_bwd_data_bf16.
 DATA_KERNEL(igemm_bwd_data_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl_body, true, 64)
 DATA_KERNEL(igemm_bwd_data_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl_body, true, 32)
+
+// bf16 backward-weight from channels-last staging (x_cl[b][v][ci], dy_cl[b][v][co]; Ci and Co multiples
+// of 8): GEMM M = Co, N = taps * Ci ordered n = t * Ci + c, K = the voxels of chunk blockIdx.z (as
+// igemm_wgrad_bf16_mma); block tile 64 x 64 x 32, 4 warps in 2 x 2, tiles stored k-major (At[k][m],
+// Bt[k][n]) and read by ldmatrix.trans. Loaders: thread -> K rows tid / 8 and tid / 8 + 16 and chunk
+// tid % 8 of 8 m (dy) and of 8 n (x: one tap, 8 channels): one 16-byte load each. Writes the f32 partial
+// [chunk][co][ci * taps] in the weight's own order (column c * taps + t), summed by wgrad_sum_bf16.
+extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
+    igemm_wgrad_bf16_cl(const bf16_t* __restrict__ x_cl, const bf16_t* __restrict__ dy_cl, float* __restrict__ partial,
+                        long long run, GEOM_PARAMS) {
+    constexpr int BM = 64, BN = 64;
+    __shared__ __align__(16) bf16_t At[2][H_BK][H_LDT];
+    __shared__ __align__(16) bf16_t Bt[2][H_BK][H_LDT];
+    const int tid = threadIdx.x;
+    const int lane = tid & 31, warp = tid >> 5;
+    const int taps = kd_ * kh_ * kw_;
+    const int N = ci * taps;
+    const long long in_vol = (long long)id_ * ih_ * iw_;
+    const long long out_vol = (long long)od_ * oh_ * ow_;
+    const long long K = (long long)n * out_vol;
+    const long long kbeg = (long long)blockIdx.z * run;
+    const long long kend = min(K, kbeg + run);
+    const int m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * BN;
+    const int kr = tid >> 3, q = tid & 7;
+    // This thread's 8 columns: one tap t, channels c..c+7.
+    const int nn = n0 + 8 * q;
+    const bool n_ok = nn < N;
+    const int t = n_ok ? nn / ci : 0;
+    const int c = n_ok ? nn - t * ci : 0;
+    const int tr = t / kw_;
+    const int dz = tr / kh_ - pd, dyy = tr % kh_ - ph, dx = t % kw_ - pw;
+    const bool m_ok = m0 + 8 * q < co;
+    VoxelCursor cur[2];
+    cur[0].start(kbeg + kr, K, out_vol, oh_, ow_);
+    cur[1].start(kbeg + kr + 16, K, out_vol, oh_, ow_);
+    uint4 ra[2], rb[2];
+    const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
+    float acc[2][4][4] = {};
+    k_loop(
+        (int)((max(kend - kbeg, 0LL) + H_BK - 1) / H_BK),
+        [&](int) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const VoxelCursor& v = cur[h];
+                const bool kok = v.k < kend;
+                ra[h] = make_uint4(0u, 0u, 0u, 0u);
+                rb[h] = make_uint4(0u, 0u, 0u, 0u);
+                if (kok && m_ok) ra[h] = __ldg(reinterpret_cast<const uint4*>(dy_cl + (v.k * co + m0 + 8 * q)));
+                const int z = v.oz * sd + dz, y = v.oy * sh + dyy, xx = v.ox * sw + dx;
+                if (kok && n_ok && (unsigned)z < (unsigned)id_ && (unsigned)y < (unsigned)ih_ &&
+                    (unsigned)xx < (unsigned)iw_) {
+                    const long long vox = (long long)v.b * in_vol + ((long long)z * ih_ + y) * iw_ + xx;
+                    rb[h] = __ldg(reinterpret_cast<const uint4*>(x_cl + (vox * ci + c)));
+                }
+                cur[h].advance(H_BK, od_, oh_, ow_);
+            }
+        },
+        [&](int buf) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                *reinterpret_cast<uint4*>(&At[buf][kr + 16 * h][8 * q]) = ra[h];
+                *reinterpret_cast<uint4*>(&Bt[buf][kr + 16 * h][8 * q]) = rb[h];
+            }
+        },
+        [&](int buf) { mma_tile_kmajor(acc, At[buf], Bt[buf], wm, wn, lane); });
+    float* dst = partial + (long long)blockIdx.z * co * N;
+    each_mma_acc(acc, m0 + wm, n0 + wn, lane, [](int col) { return col; },
+                 [&](int m, int col, float val) {
+                     if (m < co && col < N) {
+                         const int tt = col / ci;
+                         dst[(long long)m * N + (long long)(col - tt * ci) * taps + tt] = val;
+                     }
+                 });
+}
 
 // dst[b][v][c] = src[b][c][v] for c < C, v < vol: 32 x 32 tiles through shared memory, 256 threads,
 // grid (ceil(vol / 32), ceil(C / 32), batch).

@@ -8,7 +8,8 @@
 //!   accumulation; forward and backward-data from channels-last staging copies where the gathered
 //!   channels are a multiple of 8, so 8 channels of a tap are one 16-byte load — see
 //!   [`CudaConvPath::GemmNcdhw`] for the path without staging),
-//!   backward-weight (f32: 64×64×16 or 32×128×16 FMA tiles; bf16: 64×64×32 tensor-core tiles; f32
+//!   backward-weight (f32: 64×64×16 or 32×128×16 FMA tiles; bf16: 64×64×32 tensor-core tiles, from
+//!   channels-last copies of x and dy when both channel counts are multiples of 8; f32
 //!   accumulation) split over a fixed partition of the voxels into partial buffers summed in order by
 //!   a second kernel, and a one-tap kernel for backward-data when kernel == stride and padding 0
 //!   (conv_transpose3d kernel 2 stride 2). The im2col gathers use per-column tap masks when there are
@@ -209,10 +210,48 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
 
+/// A value as the `i32` a kernel takes, or a shape error.
+fn int_arg(op: &'static str, v: usize) -> Result<i32, KernelsError> {
+    i32::try_from(v).map_err(|_| KernelsError::Shape { op, msg: format!("size {v} is too large for the GPU kernels") })
+}
+
+/// A channels-last copy `[b][voxel][c]` of the `batch × channels × vol` tensor `src`
+/// (`to_channels_last_bf16`; `T` is the bf16 slice type, the kernel moves 16-bit values).
+fn to_channels_last<T: DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    dev: &CudaDevice,
+    src: &CudaView<'_, T>,
+    (batch, channels, vol): (usize, usize, usize),
+) -> candle_core::Result<CudaSlice<T>> {
+    if src.len() != batch * channels * vol {
+        return Err(
+            KernelsError::Shape { op, msg: format!("{} values for {batch}×{channels}×{vol}", src.len()) }.into()
+        );
+    }
+    let cfg = LaunchConfig {
+        grid_dim: (grid_dim(op, vol.div_ceil(32))?, grid_dim(op, channels.div_ceil(32))?, grid_dim(op, batch)?),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
+        return Err(KernelsError::Shape { op, msg: format!("{channels} channels or batch {batch} too large") }.into());
+    }
+    let dst = dev.alloc_zeros::<T>(src.len())?;
+    let f = dev.get_or_load_custom_func("to_channels_last_bf16", MODULE_GEMM, PTX_GEMM)?;
+    let mut b = f.builder();
+    let (c, vol64) = (int_arg(op, channels)?, vol as i64);
+    b.arg(src).arg(&dst).arg(&c).arg(&vol64);
+    // SAFETY: to_channels_last_bf16(const bf16* src, bf16* dst, int C, long long vol), 256 threads,
+    // static shared memory: block (bx, by, bz) reads src[bz][c][v] and writes dst[bz][v][c] only for
+    // c < C, v < vol, and the grid's z is the batch, so both stay inside the batch·C·vol elements that
+    // `src` (checked above) and `dst` (its length) hold.
+    unsafe { b.launch(cfg) }.w()?;
+    Ok(dst)
+}
+
 /// The channels-last staging copies of a bf16 forward (`transposed` false: `src` = x, channels Ci) or
 /// backward-data (`src` = dy, channels Co) pass for the `_cl` kernels: `src` as `[b][voxel][c]` and
-/// the GEMM A operand `[row][tap][c]` from the weight `[Co][Ci][taps]`. `T` is the bf16 slice type
-/// (the kernels move 16-bit values).
+/// the GEMM A operand `[row][tap][c]` from the weight `[Co][Ci][taps]` (`reorder_weight_bf16`).
 fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
     dev: &CudaDevice,
@@ -223,31 +262,11 @@ fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
 ) -> candle_core::Result<(CudaSlice<T>, CudaSlice<T>)> {
     let (channels, vol) =
         if transposed { (g.out_channels, g.output_volume()) } else { (g.in_channels, g.input_volume()) };
-    let int = |v: usize| {
-        i32::try_from(v)
-            .map_err(|_| KernelsError::Shape { op, msg: format!("size {v} is too large for the GPU kernels") })
-    };
-    let (c, taps, ci, co) = (int(channels)?, int(g.kernel_volume())?, int(g.in_channels)?, int(g.out_channels)?);
-    let cfg = LaunchConfig {
-        grid_dim: (grid_dim(op, vol.div_ceil(32))?, grid_dim(op, channels.div_ceil(32))?, grid_dim(op, g.batch)?),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
-        return Err(
-            KernelsError::Shape { op, msg: format!("{channels} channels or batch {} too large", g.batch) }.into()
-        );
+    let src_cl = to_channels_last(op, dev, src, (g.batch, channels, vol))?;
+    let (taps, ci, co) = (int_arg(op, g.kernel_volume())?, int_arg(op, g.in_channels)?, int_arg(op, g.out_channels)?);
+    if w.len() != g.weight_len() {
+        return Err(KernelsError::Shape { op, msg: format!("{} weight values for {g:?}", w.len()) }.into());
     }
-    let src_cl = dev.alloc_zeros::<T>(src.len())?;
-    let f = dev.get_or_load_custom_func("to_channels_last_bf16", MODULE_GEMM, PTX_GEMM)?;
-    let mut b = f.builder();
-    let vol64 = vol as i64;
-    b.arg(src).arg(&src_cl).arg(&c).arg(&vol64);
-    // SAFETY: to_channels_last_bf16(const bf16* src, bf16* dst, int C, long long vol), 256 threads,
-    // static shared memory: block (bx, by, bz) reads src[bz][c][v] and writes dst[bz][v][c] only for
-    // c < C, v < vol, and the grid's z is the batch, so both stay inside the n·C·vol elements that
-    // `src` (a view of exactly the operand, checked by `view`) and `src_cl` (its length) hold.
-    unsafe { b.launch(cfg) }.w()?;
     let w_cl = dev.alloc_zeros::<T>(w.len())?;
     let blocks = grid_dim(op, w.len().div_ceil(BLOCK as usize).min(65535))?;
     let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
@@ -257,8 +276,7 @@ fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     b.arg(w).arg(&w_cl).arg(&co).arg(&ci).arg(&taps).arg(&tr);
     // SAFETY: reorder_weight_bf16(const bf16* w, bf16* out, int co, int ci, int taps, int transposed):
     // a grid-stride loop over i < co·ci·taps, reading w at a (c, m, t) index below co·ci·taps and
-    // writing out[i]; `w` is a view of exactly the weight (co·ci·taps, checked by `view`) and `w_cl`
-    // has its length.
+    // writing out[i]; `w` holds exactly co·ci·taps values (checked above) and `w_cl` as many.
     unsafe { b.launch(cfg) }.w()?;
     Ok((src_cl, w_cl))
 }
@@ -552,9 +570,10 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     }
     let len = g.weight_len();
     let partial = dev.alloc_zeros::<f32>(len * chunks)?;
-    // SAFETY: igemm_wgrad_f32[_m32] / igemm_wgrad_bf16_mma(const T* x, const T* dy, float* partial,
-    // long long run, 18 x int): `x` and `dy` are views of the input and output sizes of the geometry
-    // (checked by `view`), `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block
+    // SAFETY: igemm_wgrad_f32[_m32] / igemm_wgrad_bf16_mma / igemm_wgrad_bf16_cl(const T* x, const T* dy,
+    // float* partial, long long run, 18 x int): `x` and `dy` hold the input and output sizes of the
+    // geometry (views checked by `view`, or channels-last copies of them, same lengths; the `_cl`
+    // kernel reads 8 channels from a multiple-of-8 offset, inside since Ci and Co are multiples of 8), `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block
     // (bx, by, z) reads the voxels z·run.. < min(N·out_vol, (z+1)·run) (x gathers bounds-checked per
     // axis) and writes only its bm×bn tile (rows < Co, columns < Ci·taps) of chunk z; `threads` is the
     // kernel's block size (F_THREADS = 256 / H_THREADS = 128), static shared memory.
@@ -609,7 +628,15 @@ pub(crate) fn backward_weight(
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) if gemm => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
-            run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", BF16_THREADS, false, "wgrad_sum_bf16"), dev, &x, &dy, g)
+            if path.resolve() == CudaConvPath::Gemm && g.in_channels % CL_VECTOR == 0 && g.out_channels % CL_VECTOR == 0
+            {
+                let x_cl = to_channels_last(op, dev, &x, (g.batch, g.in_channels, g.input_volume()))?;
+                let dy_cl = to_channels_last(op, dev, &dy, (g.batch, g.out_channels, g.output_volume()))?;
+                let kernel = ("igemm_wgrad_bf16_cl", BF16_THREADS, false, "wgrad_sum_bf16");
+                run_igemm_wgrad(op, kernel, dev, &x_cl.as_view(), &dy_cl.as_view(), g)
+            } else {
+                run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", BF16_THREADS, false, "wgrad_sum_bf16"), dev, &x, &dy, g)
+            }
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_weight(op, g, path, a, b)),
     }

@@ -107,6 +107,19 @@ inline void magseg_emu_ldmatrix_x4(unsigned* r, const void* p) {
     __syncthreads();  // everyone has read the addresses before they are reused
 }
 
+// The .trans form: register i of lane receives rows 2 (lane % 4) and + 1, column lane / 4 of matrix i.
+inline void magseg_emu_ldmatrix_x4_trans(unsigned* r, const void* p) {
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    g_emu_ldm[warp][lane] = p;
+    __syncthreads();
+    for (int i = 0; i < 4; ++i) {
+        const auto* r0 = static_cast<const unsigned short*>(g_emu_ldm[warp][i * 8 + 2 * (lane % 4)]);
+        const auto* r1 = static_cast<const unsigned short*>(g_emu_ldm[warp][i * 8 + 2 * (lane % 4) + 1]);
+        r[i] = (unsigned)r0[lane / 4] | ((unsigned)r1[lane / 4] << 16);
+    }
+    __syncthreads();
+}
+
 // Runs `kernel()` over `grid` blocks of `block` threads (x only), one block at a time: the threads are
 // created once per launch and meet at the barrier after every block (a thread that returns early from
 // the kernel goes straight to that barrier; kernels that call __syncthreads never return early).
