@@ -236,7 +236,9 @@ fn to_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
         return Err(KernelsError::Shape { op, msg: format!("{channels} channels or batch {batch} too large") }.into());
     }
-    let dst = dev.alloc_zeros::<T>(src.len())?;
+    // SAFETY: uninitialised device memory of `src.len()` elements; the kernel below writes every one
+    // (each (b, v, c) with c < C, v < vol once) before anything reads it.
+    let dst = unsafe { dev.alloc::<T>(src.len()) }?;
     let f = dev.get_or_load_custom_func("to_channels_last_bf16", MODULE_GEMM, PTX_GEMM)?;
     let mut b = f.builder();
     let (c, vol64) = (int_arg(op, channels)?, vol as i64);
@@ -267,7 +269,9 @@ fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     if w.len() != g.weight_len() {
         return Err(KernelsError::Shape { op, msg: format!("{} weight values for {g:?}", w.len()) }.into());
     }
-    let w_cl = dev.alloc_zeros::<T>(w.len())?;
+    // SAFETY: uninitialised device memory of `w.len()` elements; the kernel below writes every index
+    // i < co·ci·taps = w.len() before anything reads it.
+    let w_cl = unsafe { dev.alloc::<T>(w.len()) }?;
     let blocks = grid_dim(op, w.len().div_ceil(BLOCK as usize).min(65535))?;
     let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
     let f = dev.get_or_load_custom_func("reorder_weight_bf16", MODULE_GEMM, PTX_GEMM)?;
