@@ -20,7 +20,8 @@
 // 6e-3 (bf16) of the largest value. Also checked without a GPU: nvcc, NVRTC, ptxas sm_90 without
 // spills, and a host emulation of the kernels (tests/emu/run.sh, which emulates the mma fragment layout).
 // Added after that run, checked only in those ways so far (no GPU run yet): ldmatrix fragment loads in
-// mma_tile, the channels-last bf16 forward / backward-data kernels and their staging kernels.
+// mma_tile, the channels-last bf16 forward, backward-data and backward-weight kernels and their staging
+// kernels.
 //
 // The geometry arrives as 18 ints, in this order (as for conv3d.cu):
 //   n, ci, co, D, H, W, kD, kH, kW, sD, sH, sW, pD, pH, pW, oD, oH, oW
@@ -258,90 +259,63 @@ __device__ __forceinline__ void fma_tile(float (&acc)[4][4], const float (&A)[F_
 
 // Four 8 x 8 b16 matrices from shared memory (ldmatrix .x4): lane l gives the address of row l % 8 of
 // matrix l / 8 (16 bytes, 16-byte aligned); r[i] receives row lane / 4, elements 2 (lane % 4) + {0, 1} of
-// matrix i, the lower one in the low half.
+// matrix i, the lower one in the low half; with TRANS (.trans) the transposed elements instead: rows
+// 2 (lane % 4) and + 1, column lane / 4 of matrix i.
+template <bool TRANS>
 __device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const bf16_t* p) {
 #ifdef MAGSEG_HOST_EMULATION
-    magseg_emu_ldmatrix_x4(r, p);
+    magseg_emu_ldmatrix_x4(r, p, TRANS);
 #else
     const unsigned int addr = (unsigned int)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-#endif
-}
-
-// One warp's 32 x 32 tile over one shared K tile: acc[i][j] (m16 tile i, n8 tile j) += rows
-// wm + 16 i.. of A times rows wn + 8 j.. of B (both k-contiguous). The fragments come from ldmatrix:
-// for A tile i, matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15)
-// are exactly the mma A registers a0..a3; for B tiles 2 jj and 2 jj + 1, matrices (tile, k 0-7),
-// (tile, k 8-15) of each are b0, b1. Rows padded to H_LD = 40 bf16 (80 bytes) keep the 8 row reads of
-// each matrix on distinct banks.
-template <int ROWS_A, int ROWS_B>
-__device__ __forceinline__ void mma_tile(float (&acc)[2][4][4], const bf16_t (&A)[ROWS_A][H_LD],
-                                         const bf16_t (&B)[ROWS_B][H_LD], int wm, int wn, int lane) {
-    const int lrow = lane & 7, lhi = (lane >> 3) & 1, lk = lane >> 4;
-#pragma unroll
-    for (int ks = 0; ks < H_BK; ks += 16) {
-        unsigned int af[2][4], bfr[4][2];
-#pragma unroll
-        for (int i = 0; i < 2; ++i) ldmatrix_x4(af[i], &A[wm + i * 16 + lrow + 8 * lhi][ks + 8 * lk]);
-#pragma unroll
-        for (int jj = 0; jj < 2; ++jj) {
-            unsigned int r[4];
-            ldmatrix_x4(r, &B[wn + 16 * jj + 8 * lk + lrow][ks + 8 * lhi]);
-            bfr[2 * jj][0] = r[0];
-            bfr[2 * jj][1] = r[1];
-            bfr[2 * jj + 1][0] = r[2];
-            bfr[2 * jj + 1][1] = r[3];
-        }
-#pragma unroll
-        for (int i = 0; i < 2; ++i)
-#pragma unroll
-            for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
+    if constexpr (TRANS) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(addr));
+    } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(addr));
     }
-}
-
-// ldmatrix .x4 .trans: as ldmatrix_x4, but r[i] receives the transposed elements: rows 2 (lane % 4) and
-// + 1, column lane / 4 of matrix i (the first in the low half).
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned int (&r)[4], const bf16_t* p) {
-#ifdef MAGSEG_HOST_EMULATION
-    magseg_emu_ldmatrix_x4_trans(r, p);
-#else
-    const unsigned int addr = (unsigned int)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
 #endif
 }
 
-// Row length (bf16) of the k-major tiles At[k][m], Bt[k][n] (64 values + 8 padding: 144-byte rows put
-// the 8 rows of an ldmatrix read on distinct banks).
+// Row length (bf16) of the k-major tiles At[k][m], Bt[k][n] of igemm_wgrad_bf16_cl (64 values + 8
+// padding: 144-byte rows put the 8 rows of an ldmatrix read on distinct banks).
 #define H_LDT 72
 
-// mma_tile for k-major shared tiles (At[k][m], Bt[k][n]; m and n contiguous), fragments by
-// ldmatrix.trans: for A tile i, matrices (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15),
-// (m 8-15, k 8-15) = a0..a3; for B tiles 2 jj, 2 jj + 1, (tile, k 0-7), (tile, k 8-15) = b0, b1.
-__device__ __forceinline__ void mma_tile_kmajor(float (&acc)[2][4][4], const bf16_t (&A)[H_BK][H_LDT],
-                                                const bf16_t (&B)[H_BK][H_LDT], int wm, int wn, int lane) {
+// One warp's 32 x 32 tile over one shared K tile: acc[i][j] (m16 tile i, n8 tile j) += rows
+// wm + 16 i.. of A times rows wn + 8 j.. of B, the fragments read by ldmatrix. Tiles are stored
+// k-contiguous (A[m][k], B[n][k], rows of H_LD) or, with KMAJOR, m- / n-contiguous (A[k][m], B[k][n],
+// rows of H_LDT) and read with .trans. Either way, for A tile i the four matrices are (m 0-7, k 0-7),
+// (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15) = the mma registers a0..a3, and for B tiles 2 jj
+// and 2 jj + 1 the matrices (tile, k 0-7), (tile, k 8-15) of each are b0, b1. Padded rows keep the 8 row
+// reads of each matrix on distinct banks.
+template <bool KMAJOR, class TA, class TB>
+__device__ __forceinline__ void mma_tile(float (&acc)[2][4][4], const TA& A, const TB& B, int wm, int wn, int lane) {
     const int lrow = lane & 7, lhi = (lane >> 3) & 1, lk = lane >> 4;
 #pragma unroll
     for (int ks = 0; ks < H_BK; ks += 16) {
-        unsigned int af[2][4], bfr[4][2];
+        unsigned int af[2][4], bq[2][4];
 #pragma unroll
-        for (int i = 0; i < 2; ++i) ldmatrix_x4_trans(af[i], &A[ks + 8 * lk + lrow][wm + i * 16 + 8 * lhi]);
+        for (int i = 0; i < 2; ++i) {
+            if constexpr (KMAJOR) {
+                ldmatrix_x4<true>(af[i], &A[ks + 8 * lk + lrow][wm + i * 16 + 8 * lhi]);
+            } else {
+                ldmatrix_x4<false>(af[i], &A[wm + i * 16 + lrow + 8 * lhi][ks + 8 * lk]);
+            }
+        }
 #pragma unroll
         for (int jj = 0; jj < 2; ++jj) {
-            unsigned int r[4];
-            ldmatrix_x4_trans(r, &B[ks + 8 * lhi + lrow][wn + 16 * jj + 8 * lk]);
-            bfr[2 * jj][0] = r[0];
-            bfr[2 * jj][1] = r[1];
-            bfr[2 * jj + 1][0] = r[2];
-            bfr[2 * jj + 1][1] = r[3];
+            if constexpr (KMAJOR) {
+                ldmatrix_x4<true>(bq[jj], &B[ks + 8 * lhi + lrow][wn + 16 * jj + 8 * lk]);
+            } else {
+                ldmatrix_x4<false>(bq[jj], &B[wn + 16 * jj + 8 * lk + lrow][ks + 8 * lhi]);
+            }
         }
 #pragma unroll
         for (int i = 0; i < 2; ++i)
 #pragma unroll
-            for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bfr[j]);
+            for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], &bq[j >> 1][2 * (j & 1)]);
     }
 }
 
@@ -729,7 +703,15 @@ extern "C" __global__ void wgrad_sum_bf16(const float* __restrict__ partial, bf1
 // 32 x 128 with warps in 1 x 4 for at most 32 output rows (the `_m32` kernels). A loader: row
 // m = tid / (32 / A_PER), k = (tid % (32 / A_PER)) * A_PER + 0..A_PER-1; B loader: column n = tid % BN
 // (consecutive threads read consecutive voxels), k = (tid / BN) * B_PER + 0..B_PER-1.
-template <bool TRANSPOSED, int BM>
+//
+// Two source layouts (CL):
+// - false: the NCDHW tensors as they are, k = c * taps + t, one gather per element (load_data_tile);
+// - true: channels-last staging copies, the gathered tensor as src[b][voxel][c] (to_channels_last_bf16)
+//   and the weight as A[m][t][c] (reorder_weight_bf16), so k = t * C + c and every 8 consecutive k are
+//   8 channels of one tap, adjacent in memory: one 16-byte load and one tap-mask test per 8 elements.
+//   Needs C % 8 == 0 (C = the gathered tensor's channels) and the fast gathers (at most 32 taps,
+//   stride 1 for backward-data); src/cuda/mod.rs checks both and uses the NCDHW kernels otherwise.
+template <bool TRANSPOSED, int BM, bool CL>
 __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
                                                 bf16_t* __restrict__ out, GEOM_PARAMS) {
     constexpr int WARPS_M = BM / 32;
@@ -742,21 +724,35 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
                   "tile shape");
     __shared__ __align__(16) bf16_t As[2][BM][H_LD];
     __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
-    __shared__ int taptab[MAX_TAPS_TABLE];
-    __shared__ int tapoff[FAST_TAPS];
+    __shared__ int taptab[CL ? 1 : MAX_TAPS_TABLE];  // NCDHW: the tap table
+    __shared__ int tapoff[FAST_TAPS];                 // NCDHW: voxel offset per tap
+    __shared__ long long tapoff_cl[CL ? FAST_TAPS : 1];  // CL: element offset per tap (voxel offset * C)
     const DataView v = data_view<TRANSPOSED>(GEOM_ARGS);
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
     const int m0 = blockIdx.y * BM;
     const long long n0 = (long long)blockIdx.x * BN;
-    fill_tap_table(taptab, v.taps, kh_, kw_);
-    fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
+    if constexpr (CL) {
+        for (int t = tid; t < v.taps && t < FAST_TAPS; t += blockDim.x) {
+            const int kx = t % kw_;
+            const int r = t / kw_;
+            const long long off = ((long long)(r / kh_) * v.sh_ + (r % kh_)) * v.sw_ + kx;
+            tapoff_cl[t] = (TRANSPOSED ? -off : off) * v.C;
+        }
+    } else {
+        fill_tap_table(taptab, v.taps, kh_, kw_);
+        fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
+    }
 
     const int a_m = tid / (H_BK / A_PER), a_k = (tid % (H_BK / A_PER)) * A_PER;
     const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
     const ColumnGather gth = column_gather<TRANSPOSED>(v, n0 + b_n, GEOM_ARGS);
     const bool a_row_ok = m0 + a_m < v.M;
-    const bf16_t* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * v.sAm;
+    const bf16_t* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * (CL ? (long long)v.K : v.sAm);
+    // CL: element (b, voxel, c) of src is at (b * svol + voxel) * C + c, gth.base = boff + voxel of tap 0;
+    // (bt, bc) = (tap, channel) of this thread's first B element in the next tile to load.
+    const long long col_base = gth.col.boff + (gth.base - gth.col.boff) * v.C;
+    int bt = b_k / v.C, bc = b_k - bt * v.C;
 
     unsigned int ra[A_PER / 2], rb[B_PER / 2];  // two bf16 per word (see `put`)
     const int wm = (warp / WARPS_N) * 32, wn = (warp % WARPS_N) * 32;
@@ -765,119 +761,70 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
     k_loop(
         (v.K + H_BK - 1) / H_BK,
         [&](int kt) {
-            load_data_tile<TRANSPOSED, A_PER, B_PER>(ra, rb, v, a_row, a_row_ok, kt * H_BK + a_k, src, gth, tapoff,
-                                                     taptab, kt * H_BK + b_k, sd, sh, sw);
+            if constexpr (CL) {
+                const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
+                const int ka = kt * H_BK + a_k, kb = kt * H_BK + b_k;
+#pragma unroll
+                for (int q = 0; q < A_PER / 8; ++q) {
+                    const uint4 a = (a_row_ok && ka + 8 * q < v.K)
+                                        ? __ldg(reinterpret_cast<const uint4*>(a_row + ka + 8 * q))
+                                        : zero;
+                    ra[4 * q] = a.x; ra[4 * q + 1] = a.y; ra[4 * q + 2] = a.z; ra[4 * q + 3] = a.w;
+                }
+                int t = bt, c = bc;
+#pragma unroll
+                for (int q = 0; q < B_PER / 8; ++q) {
+                    uint4 b = zero;
+                    if (kb + 8 * q < v.K && ((gth.mask >> t) & 1u)) {
+                        b = __ldg(reinterpret_cast<const uint4*>(src + (col_base + tapoff_cl[t] + c)));
+                    }
+                    rb[4 * q] = b.x; rb[4 * q + 1] = b.y; rb[4 * q + 2] = b.z; rb[4 * q + 3] = b.w;
+                    c += 8;
+                    if (c == v.C) { c = 0; ++t; }
+                }
+                bc += H_BK;
+                while (bc >= v.C) { bc -= v.C; ++bt; }
+            } else {
+                load_data_tile<TRANSPOSED, A_PER, B_PER>(ra, rb, v, a_row, a_row_ok, kt * H_BK + a_k, src, gth,
+                                                         tapoff, taptab, kt * H_BK + b_k, sd, sh, sw);
+            }
         },
         [&](int buf) {
             store_packed<A_PER / 2>(&As[buf][a_m][a_k], ra);
             store_packed<B_PER / 2>(&Bs[buf][b_n][b_k], rb);
         },
-        [&](int buf) { mma_tile(acc, As[buf], Bs[buf], wm, wn, lane); });
+        [&](int buf) { mma_tile<false>(acc, As[buf], Bs[buf], wm, wn, lane); });
     each_mma_acc(
         acc, m0 + wm, wn, lane, [&](int j) { return data_out_column(v, n0 + j); },
         [&](int m, long long column, float val) { store_data_out(out, v, m, column, val); });
+}
+
+template <bool TRANSPOSED, int BM>
+__device__ __forceinline__ void igemm_bf16_ncdhw(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
+                                                 bf16_t* __restrict__ out, GEOM_PARAMS) {
+    igemm_bf16_body<TRANSPOSED, BM, false>(w, src, out, GEOM_ARGS);
+}
+
+template <bool TRANSPOSED, int BM>
+__device__ __forceinline__ void igemm_bf16_cl(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
+                                              bf16_t* __restrict__ out, GEOM_PARAMS) {
+    igemm_bf16_body<TRANSPOSED, BM, true>(w, src, out, GEOM_ARGS);
 }
 
 // y = conv3d(x, w) in bf16: grid (ceil(N / 64), ceil(Co / 64)), 128 threads; `_m32`: grid
-// (ceil(N / 128), ceil(Co / 32)).
-DATA_KERNEL(igemm_fwd_bf16, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_body, false, 64)
-DATA_KERNEL(igemm_fwd_bf16_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_body, false, 32)
+// (ceil(N / 128), ceil(Co / 32)). `_cl`: from x as [b][voxel][ci] and w as [co][tap][ci], same grids.
+DATA_KERNEL(igemm_fwd_bf16, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, false, 64)
+DATA_KERNEL(igemm_fwd_bf16_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, false, 32)
+DATA_KERNEL(igemm_fwd_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, false, 64)
+DATA_KERNEL(igemm_fwd_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, false, 32)
 
 // dx = backward-data(dy, w) in bf16: grid (ceil(N / 64), ceil(Ci / 64)), 128 threads; `_m32`: grid
-// (ceil(N / 128), ceil(Ci / 32)).
-DATA_KERNEL(igemm_bwd_data_bf16, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_body, true, 64)
-DATA_KERNEL(igemm_bwd_data_bf16_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_body, true, 32)
+// (ceil(N / 128), ceil(Ci / 32)). `_cl`: from dy as [b][voxel][co] and w as [ci][tap][co], same grids.
+DATA_KERNEL(igemm_bwd_data_bf16, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, true, 64)
+DATA_KERNEL(igemm_bwd_data_bf16_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, true, 32)
+DATA_KERNEL(igemm_bwd_data_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, true, 64)
+DATA_KERNEL(igemm_bwd_data_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, true, 32)
 
-// ---------------------------------------------------------------------------------------------------
-// bf16 forward / backward-data from channels-last staging copies: the gathered source as
-// src_cl[b][voxel][c] (`to_channels_last_bf16`) and the weight as A[m][t][c] (`reorder_weight_bf16`), so
-// the GEMM's K runs k = t * C + c and every 8 consecutive k are 8 channels of one tap, adjacent in memory:
-// one 16-byte load and one tap-mask test per 8 elements, where the NCDHW kernels above gather every
-// element on its own. Same block tiles, warps, shared layout, mma and epilogue as igemm_bf16_body.
-// Needs C % 8 == 0 (C = the gathered tensor's channels) and the fast gathers (at most 32 taps, stride 1
-// for backward-data); src/cuda/mod.rs checks both and uses the NCDHW kernels otherwise.
-template <bool TRANSPOSED, int BM>
-__device__ __forceinline__ void igemm_bf16_cl_body(const bf16_t* __restrict__ w_cl, const bf16_t* __restrict__ src_cl,
-                                                   bf16_t* __restrict__ out, GEOM_PARAMS) {
-    constexpr int WARPS_M = BM / 32;
-    constexpr int WARPS_N = (H_THREADS / 32) / WARPS_M;
-    constexpr int BN = WARPS_N * 32;
-    constexpr int A_PER = BM * H_BK / H_THREADS;
-    constexpr int B_PER = BN * H_BK / H_THREADS;
-    static_assert(A_PER % 8 == 0 && B_PER % 8 == 0, "tile shape");
-    __shared__ __align__(16) bf16_t As[2][BM][H_LD];
-    __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
-    __shared__ long long tapoff_cl[FAST_TAPS];
-    const DataView v = data_view<TRANSPOSED>(GEOM_ARGS);
-    const int tid = threadIdx.x;
-    const int lane = tid & 31, warp = tid >> 5;
-    const int m0 = blockIdx.y * BM;
-    const long long n0 = (long long)blockIdx.x * BN;
-    for (int t = tid; t < v.taps && t < FAST_TAPS; t += blockDim.x) {
-        const int kx = t % kw_;
-        const int r = t / kw_;
-        const long long off = ((long long)(r / kh_) * v.sh_ + (r % kh_)) * v.sw_ + kx;
-        tapoff_cl[t] = (TRANSPOSED ? -off : off) * v.C;
-    }
-
-    const int a_m = tid / (H_BK / A_PER), a_k = (tid % (H_BK / A_PER)) * A_PER;
-    const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
-    const ColumnGather gth = column_gather<TRANSPOSED>(v, n0 + b_n, GEOM_ARGS);
-    // Element (b, voxel, c) of src_cl is at (b * svol + voxel) * C + c; gth.base = boff + voxel of tap 0.
-    const long long col_base = gth.col.boff + (gth.base - gth.col.boff) * v.C;
-    const bool a_row_ok = m0 + a_m < v.M;
-    const bf16_t* a_row = w_cl + (long long)(a_row_ok ? m0 + a_m : 0) * v.K;
-    int bt = b_k / v.C, bc = b_k - bt * v.C;  // (tap, channel) of this thread's first B element in tile kt
-
-    unsigned int ra[A_PER / 2], rb[B_PER / 2];
-    const int wm = (warp / WARPS_N) * 32, wn = (warp % WARPS_N) * 32;
-    float acc[2][4][4] = {};
-    __syncthreads();  // tap offsets ready
-    k_loop(
-        (v.K + H_BK - 1) / H_BK,
-        [&](int kt) {
-            const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-            const int ka = kt * H_BK + a_k;
-#pragma unroll
-            for (int q = 0; q < A_PER / 8; ++q) {
-                const uint4 a = (a_row_ok && ka + 8 * q < v.K) ? __ldg(reinterpret_cast<const uint4*>(a_row + ka + 8 * q))
-                                                              : zero;
-                ra[4 * q] = a.x; ra[4 * q + 1] = a.y; ra[4 * q + 2] = a.z; ra[4 * q + 3] = a.w;
-            }
-            const int kb = kt * H_BK + b_k;
-            int t = bt, c = bc;
-#pragma unroll
-            for (int q = 0; q < B_PER / 8; ++q) {
-                uint4 b = zero;
-                if (kb + 8 * q < v.K && ((gth.mask >> t) & 1u)) {
-                    b = __ldg(reinterpret_cast<const uint4*>(src_cl + (col_base + tapoff_cl[t] + c)));
-                }
-                rb[4 * q] = b.x; rb[4 * q + 1] = b.y; rb[4 * q + 2] = b.z; rb[4 * q + 3] = b.w;
-                c += 8;
-                if (c == v.C) { c = 0; ++t; }
-            }
-            // Advance this thread's (tap, channel) by one K tile.
-            bc += H_BK;
-            while (bc >= v.C) { bc -= v.C; ++bt; }
-        },
-        [&](int buf) {
-            store_packed<A_PER / 2>(&As[buf][a_m][a_k], ra);
-            store_packed<B_PER / 2>(&Bs[buf][b_n][b_k], rb);
-        },
-        [&](int buf) { mma_tile(acc, As[buf], Bs[buf], wm, wn, lane); });
-    each_mma_acc(
-        acc, m0 + wm, wn, lane, [&](int j) { return data_out_column(v, n0 + j); },
-        [&](int m, long long column, float val) { store_data_out(out, v, m, column, val); });
-}
-
-// y = conv3d(x, w) from channels-last staging (x_cl, the weight as [co][tap][ci]): grids as igemm_fwd_bf16.
-DATA_KERNEL(igemm_fwd_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl_body, false, 64)
-DATA_KERNEL(igemm_fwd_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl_body, false, 32)
-
-// dx = backward-data(dy, w) from channels-last staging (dy_cl, the weight as [ci][tap][co]): grids as
-// igemm_bwd_data_bf16.
-DATA_KERNEL(igemm_bwd_data_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl_body, true, 64)
-DATA_KERNEL(igemm_bwd_data_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl_body, true, 32)
 
 // bf16 backward-weight from channels-last staging (x_cl[b][v][ci], dy_cl[b][v][co]; Ci and Co multiples
 // of 8): GEMM M = Co, N = taps * Ci ordered n = t * Ci + c, K = the voxels of chunk blockIdx.z (as
@@ -943,7 +890,7 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
                 *reinterpret_cast<uint4*>(&Bt[buf][kr + 16 * h][8 * q]) = rb[h];
             }
         },
-        [&](int buf) { mma_tile_kmajor(acc, At[buf], Bt[buf], wm, wn, lane); });
+        [&](int buf) { mma_tile<true>(acc, At[buf], Bt[buf], wm, wn, lane); });
     float* dst = partial + (long long)blockIdx.z * co * N;
     each_mma_acc(acc, m0 + wm, n0 + wn, lane, [](int col) { return col; },
                  [&](int m, int col, float val) {
@@ -1039,7 +986,7 @@ extern "C" __global__ void __launch_bounds__(H_THREADS)
                 Bs[buf][r4 + 4 * i][kq] = rb[i];
             }
         },
-        [&](int buf) { mma_tile(acc, As[buf], Bs[buf], wm, wn, lane); });
+        [&](int buf) { mma_tile<false>(acc, As[buf], Bs[buf], wm, wn, lane); });
     float* dst = partial + (long long)blockIdx.z * co * N;
     each_mma_acc(acc, m0 + wm, n0 + wn, lane, [](int nn) { return nn; },
                  [&](int m, int nn, float val) { if (m < co && nn < N) dst[(long long)m * N + nn] = val; });

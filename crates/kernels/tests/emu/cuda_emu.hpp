@@ -91,33 +91,21 @@ inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigne
     for (int e = 0; e < 4; ++e) c[e] = out[e];
 }
 
-// ldmatrix.sync.aligned.m8n8.x4.shared.b16 per the PTX ISA: lane l supplies the address of row l % 8 of
-// matrix l / 8; register i of lane receives row lane / 4, b16 elements 2 (lane % 4) and + 1 of matrix i
-// (the first in the low half).
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 per the PTX ISA: lane l supplies the address of row
+// l % 8 of matrix l / 8; register i of lane receives row lane / 4, b16 elements 2 (lane % 4) and + 1 of
+// matrix i (the first in the low half), or with .trans rows 2 (lane % 4) and + 1, column lane / 4.
 inline const void* g_emu_ldm[32][32];
 
-inline void magseg_emu_ldmatrix_x4(unsigned* r, const void* p) {
+inline void magseg_emu_ldmatrix_x4(unsigned* r, const void* p, bool trans) {
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     g_emu_ldm[warp][lane] = p;
     __syncthreads();
+    auto at = [&](int m, int row, int col) { return (unsigned)static_cast<const unsigned short*>(g_emu_ldm[warp][m * 8 + row])[col]; };
     for (int i = 0; i < 4; ++i) {
-        const auto* row = static_cast<const unsigned short*>(g_emu_ldm[warp][i * 8 + lane / 4]);
-        r[i] = (unsigned)row[2 * (lane % 4)] | ((unsigned)row[2 * (lane % 4) + 1] << 16);
+        const int g = lane / 4, t2 = 2 * (lane % 4);
+        r[i] = trans ? at(i, t2, g) | (at(i, t2 + 1, g) << 16) : at(i, g, t2) | (at(i, g, t2 + 1) << 16);
     }
     __syncthreads();  // everyone has read the addresses before they are reused
-}
-
-// The .trans form: register i of lane receives rows 2 (lane % 4) and + 1, column lane / 4 of matrix i.
-inline void magseg_emu_ldmatrix_x4_trans(unsigned* r, const void* p) {
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    g_emu_ldm[warp][lane] = p;
-    __syncthreads();
-    for (int i = 0; i < 4; ++i) {
-        const auto* r0 = static_cast<const unsigned short*>(g_emu_ldm[warp][i * 8 + 2 * (lane % 4)]);
-        const auto* r1 = static_cast<const unsigned short*>(g_emu_ldm[warp][i * 8 + 2 * (lane % 4) + 1]);
-        r[i] = (unsigned)r0[lane / 4] | ((unsigned)r1[lane / 4] << 16);
-    }
-    __syncthreads();
 }
 
 // Runs `kernel()` over `grid` blocks of `block` threads (x only), one block at a time: the threads are

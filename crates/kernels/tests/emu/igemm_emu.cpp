@@ -20,6 +20,21 @@ static void partition(const G& g, long& chunks, long& run) {
     chunks = (k + run - 1) / run;
 }
 
+// Calls f(chunks, run) for the partition of mod.rs and then, when forced_run > 0, for that run length.
+template <class F>
+static void each_partition(const G& g, long forced_run, F&& f) {
+    for (long force : {0L, forced_run}) {
+        if (force < 0) continue;
+        long chunks, run;
+        partition(g, chunks, run);
+        if (force > 0) {
+            run = force;
+            chunks = ((long)g.n * g.out_vol() + run - 1) / run;
+        }
+        f(chunks, run);
+    }
+}
+
 template <class T>
 static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
     std::mt19937 rng(1234 + g.ci * 7 + g.co);
@@ -104,14 +119,7 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
             if (g.ci % 8 == 0 && g.co % 8 == 0) {
                 const auto x_cl = stage(xt, g.ci, g.in_vol());
                 const auto dy_cl = stage(dyt, g.co, g.out_vol());
-                for (long force : {0L, forced_run}) {
-                    if (force < 0) continue;
-                    long chunks, run;
-                    partition(g, chunks, run);
-                    if (force > 0) {
-                        run = force;
-                        chunks = ((long)g.n * g.out_vol() + run - 1) / run;
-                    }
+                each_partition(g, forced_run, [&](long chunks, long run) {
                     std::vector<T> w1(wl), w2(wl);
                     for (auto* out : {&w1, &w2}) {
                         std::vector<float> partial(wl * chunks, -7.f);
@@ -124,7 +132,7 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
                     char label[64];
                     std::snprintf(label, sizeof label, "bwd-weight cl/%ld", chunks);
                     compare(label, name, w1, w2, dw_ref, tol);
-                }
+                });
             }
             for (const auto& var : cl_variants) {
                 const char* suffix = var.bm == 64 ? "" : " m32";
@@ -168,14 +176,7 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
         // the FMA kernel and the tensor-core one
         // variant: f32 -> 0 = 64 x 64, 1 = the narrow 32 x 128 `_m32`; bf16 -> 0 = FMA, 1 = tensor cores
         for (int mma = 0; mma < 2; ++mma) {
-            for (long force : {0L, forced_run}) {
-                if (force < 0) continue;
-                long chunks, run;
-                partition(g, chunks, run);
-                if (force > 0) {
-                    run = force;
-                    chunks = ((long)g.n * g.out_vol() + run - 1) / run;
-                }
+            each_partition(g, forced_run, [&](long chunks, long run) {
                 std::vector<T> w1(wl), w2(wl);
                 for (auto* out : {&w1, &w2}) {
                     std::vector<float> partial(wl * chunks, -7.f);
@@ -199,7 +200,7 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
                 char label[64];
                 std::snprintf(label, sizeof label, "bwd-weight%s/%ld", mma ? (sizeof(T) == 2 ? " mma" : " m32") : "", chunks);
                 compare(label, name, w1, w2, dw_ref, tol);
-            }
+            });
         }
     }
 }
