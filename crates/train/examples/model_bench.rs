@@ -4,7 +4,11 @@
 //! * `model_bench step`: one training step (all modalities' forward, fused and single outputs,
 //!   DiceCE + KL + feature MSE, backward, AdamW) — `magseg_train::train_step`, as `magseg train` runs it;
 //! * `model_bench infer`: Gaussian sliding-window inference of one whole multi-modal case
-//!   (`magseg_train::sliding_window_probs`, as `magseg predict` runs it, host blending included).
+//!   (`magseg_train::sliding_window_probs`, as `magseg predict` runs it, host blending included);
+//! * `model_bench graph`: the size of the autograd graph of one training step's loss (the step's
+//!   forward and MAG-MS loss, no backward), `{"graph_ops": …, "graph_variables": …}` — candle
+//!   launches about one kernel per op node forward and a few per node backward, so on a GPU, where
+//!   small ops cost their launch, this counts what the step pays besides arithmetic.
 //!
 //! Options: `--device cpu|cuda|cuda:N` (cpu), `--backbone unetr|unet` (unetr, MONAI's sizes as the
 //! peer), `--size S` (96, the patch / window side), `--batch B` (1), `--modalities M` (4),
@@ -42,7 +46,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
-use magseg_distill::LossConfig;
+use magseg_distill::{magms_loss, LossConfig};
 use magseg_model::{MagMs, MagMsConfig, ModelKind};
 use magseg_train::{
     parse_device, sliding_window_probs, train_step, Adam, InferInput, OptimConfig, OptimizerKind, Precision, StepPlan,
@@ -74,9 +78,9 @@ struct Opts {
 
 fn parse() -> Res<Opts> {
     let mut args = std::env::args().skip(1);
-    let what = args.next().ok_or("usage: model_bench step|infer [options] (see the file's header)")?;
-    if what != "step" && what != "infer" {
-        return Err(format!("unknown benchmark '{what}': step or infer").into());
+    let what = args.next().ok_or("usage: model_bench step|infer|graph [options] (see the file's header)")?;
+    if !["step", "infer", "graph"].contains(&what.as_str()) {
+        return Err(format!("unknown benchmark '{what}': step, infer or graph").into());
     }
     let mut o = Opts {
         what,
@@ -327,6 +331,24 @@ fn main() -> Res {
     res.insert("device".into(), o.device.clone().into());
     res.insert("parameters".into(), net.num_parameters().into());
     let prof = profiler.as_deref();
+    if o.what == "graph" {
+        let s = o.size;
+        let inputs: Vec<Option<Tensor>> = (0..o.modalities)
+            .map(|_| Tensor::randn(0f32, 1.0, (o.batch, 1, s, s, s), &device).map(Some))
+            .collect::<Result<_, _>>()?;
+        let target = Tensor::rand(0f32, 4.0, (o.batch, s, s, s), &device)?.floor()?.to_dtype(DType::U8)?;
+        let fwd = net.forward(&inputs, true)?;
+        let (logits, feats): (Vec<Tensor>, Vec<Vec<Tensor>>) =
+            fwd.modalities.iter().map(|m| (m.logits.clone(), m.features.clone())).unzip();
+        let loss = magms_loss(&fwd.fused, &logits, &feats, &fwd.fused_features, &target, LossConfig::default())?;
+        let nodes = loss.total.sorted_nodes();
+        let vars = nodes.iter().filter(|n| n.is_variable()).count();
+        res.insert("size".into(), s.into());
+        res.insert("graph_ops".into(), (nodes.len() - vars).into());
+        res.insert("graph_variables".into(), vars.into());
+        println!("{}", serde_json::Value::Object(res));
+        return Ok(());
+    }
     let (median, all, snapshots) = if o.what == "step" {
         let s = o.size;
         let inputs: Vec<Tensor> = (0..o.modalities)
