@@ -469,6 +469,27 @@ struct WgradColumns {
     }
 };
 
+// A backward-weight block's place in the split-K GEMM (M = Co, N = Ci * taps, K = batch * output
+// voxels): tile origin (m0, n0) of BM x BN tiles and the voxel chunk [kbeg, kend) of chunk blockIdx.z
+// (`run` voxels per chunk).
+struct WgradBlock {
+    int taps, N, m0, n0;
+    long long out_vol, K, kbeg, kend;
+};
+
+__device__ __forceinline__ WgradBlock wgrad_block(long long run, int bm, int bn, GEOM_PARAMS) {
+    WgradBlock b;
+    b.taps = kd_ * kh_ * kw_;
+    b.N = ci * b.taps;
+    b.out_vol = (long long)od_ * oh_ * ow_;
+    b.K = (long long)n * b.out_vol;
+    b.kbeg = (long long)blockIdx.z * run;
+    b.kend = min(b.K, b.kbeg + run);
+    b.m0 = blockIdx.y * bm;
+    b.n0 = blockIdx.x * bn;
+    return b;
+}
+
 // The output voxel (b, oz, oy, ox) of one thread's K row k = b * out_vol + voxel of the backward-weight
 // GEMM, advanced one K tile at a time.
 struct VoxelCursor {
@@ -625,14 +646,9 @@ __device__ __forceinline__ void igemm_wgrad_body(const T* __restrict__ x, const 
     __shared__ __align__(16) float Bs[2][F_BK][BN + 4];
     __shared__ WgradColumns<BN> cols;
     const int tid = threadIdx.x;
-    const int taps = kd_ * kh_ * kw_;
-    const int N = ci * taps;
-    const long long out_vol = (long long)od_ * oh_ * ow_;
-    const long long K = (long long)n * out_vol;
-    const long long kbeg = (long long)blockIdx.z * run;
-    const long long kend = min(K, kbeg + run);
-    const int m0 = blockIdx.y * BM;
-    const int n0 = blockIdx.x * BN;
+    const WgradBlock wb = wgrad_block(run, BM, BN, GEOM_ARGS);
+    const int taps = wb.taps, N = wb.N, m0 = wb.m0, n0 = wb.n0;
+    const long long out_vol = wb.out_vol, K = wb.K, kbeg = wb.kbeg, kend = wb.kend;
     cols.fill(n0, N, taps, (long long)id_ * ih_ * iw_, kh_, kw_, pd, ph, pw);
 
     const int kk_row = tid % 16;
@@ -840,15 +856,10 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
     __shared__ __align__(16) bf16_t Bt[2][H_BK][H_LDT];
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
-    const int taps = kd_ * kh_ * kw_;
-    const int N = ci * taps;
+    const WgradBlock wb = wgrad_block(run, BM, BN, GEOM_ARGS);
+    const int taps = wb.taps, N = wb.N, m0 = wb.m0, n0 = wb.n0;
+    const long long out_vol = wb.out_vol, K = wb.K, kbeg = wb.kbeg, kend = wb.kend;
     const long long in_vol = (long long)id_ * ih_ * iw_;
-    const long long out_vol = (long long)od_ * oh_ * ow_;
-    const long long K = (long long)n * out_vol;
-    const long long kbeg = (long long)blockIdx.z * run;
-    const long long kend = min(K, kbeg + run);
-    const int m0 = blockIdx.y * BM;
-    const int n0 = blockIdx.x * BN;
     const int kr = tid >> 3, q = tid & 7;
     // This thread's 8 columns: one tap t, channels c..c+7.
     const int nn = n0 + 8 * q;
@@ -956,14 +967,9 @@ extern "C" __global__ void __launch_bounds__(H_THREADS)
     __shared__ WgradColumns<BN> cols;
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
-    const int taps = kd_ * kh_ * kw_;
-    const int N = ci * taps;
-    const long long out_vol = (long long)od_ * oh_ * ow_;
-    const long long K = (long long)n * out_vol;
-    const long long kbeg = (long long)blockIdx.z * run;
-    const long long kend = min(K, kbeg + run);
-    const int m0 = blockIdx.y * BM;
-    const int n0 = blockIdx.x * BN;
+    const WgradBlock wb = wgrad_block(run, BM, BN, GEOM_ARGS);
+    const int taps = wb.taps, N = wb.N, m0 = wb.m0, n0 = wb.n0;
+    const long long out_vol = wb.out_vol, K = wb.K, kbeg = wb.kbeg, kend = wb.kend;
     cols.fill(n0, N, taps, (long long)id_ * ih_ * iw_, kh_, kw_, pd, ph, pw);
 
     const int kq = tid & 31, r4 = tid >> 5;

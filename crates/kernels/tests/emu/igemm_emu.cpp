@@ -134,31 +134,21 @@ static void run_case(const char* name, const G& g, bool bf16, long forced_run) {
                     compare(label, name, w1, w2, dw_ref, tol);
                 });
             }
-            for (const auto& var : cl_variants) {
-                const char* suffix = var.bm == 64 ? "" : " m32";
+            // One data pass from staging: kernel `kern` on (src_cl, a), `rows` output channels of `vol` voxels.
+            auto data_pass = [&](const char* what, const auto& var, Kern kern, const std::vector<T>& src_cl,
+                                 const std::vector<T>& a, int rows, long vol, const std::vector<double>& ref) {
+                std::vector<T> r1((size_t)g.n * rows * vol), r2(r1.size());
+                for (auto* out : {&r1, &r2}) {
+                    dim3 grid{(unsigned)((g.n * vol + var.bn - 1) / var.bn), (unsigned)((rows + var.bm - 1) / var.bm), 1};
+                    emu_launch(grid, dim3{threads, 1, 1}, [&] { kern(src_cl.data(), a.data(), out->data(), GARGS(g)); });
+                }
                 char label[64];
-                if (fwd_ok) {
-                    const auto x_cl = stage(xt, g.ci, g.in_vol());
-                    const auto a = weights(0);
-                    std::vector<T> y1(yl), y2(yl);
-                    for (auto* out : {&y1, &y2}) {
-                        dim3 grid{(unsigned)((g.n * g.out_vol() + var.bn - 1) / var.bn), (unsigned)((g.co + var.bm - 1) / var.bm), 1};
-                        emu_launch(grid, dim3{threads, 1, 1}, [&] { var.fwd(x_cl.data(), a.data(), out->data(), GARGS(g)); });
-                    }
-                    std::snprintf(label, sizeof label, "forward cl%s", suffix);
-                    compare(label, name, y1, y2, y_ref, tol);
-                }
-                if (bwd_ok) {
-                    const auto dy_cl = stage(dyt, g.co, g.out_vol());
-                    const auto a = weights(1);
-                    std::vector<T> d1(xl), d2(xl);
-                    for (auto* out : {&d1, &d2}) {
-                        dim3 grid{(unsigned)((g.n * g.in_vol() + var.bn - 1) / var.bn), (unsigned)((g.ci + var.bm - 1) / var.bm), 1};
-                        emu_launch(grid, dim3{threads, 1, 1}, [&] { var.bwd(dy_cl.data(), a.data(), out->data(), GARGS(g)); });
-                    }
-                    std::snprintf(label, sizeof label, "bwd-data cl%s", suffix);
-                    compare(label, name, d1, d2, dx_ref, tol);
-                }
+                std::snprintf(label, sizeof label, "%s cl%s", what, var.bm == 64 ? "" : " m32");
+                compare(label, name, r1, r2, ref, tol);
+            };
+            for (const auto& var : cl_variants) {
+                if (fwd_ok) data_pass("forward", var, var.fwd, stage(xt, g.ci, g.in_vol()), weights(0), g.co, g.out_vol(), y_ref);
+                if (bwd_ok) data_pass("bwd-data", var, var.bwd, stage(dyt, g.co, g.out_vol()), weights(1), g.ci, g.in_vol(), dx_ref);
             }
         }
         if (g.kd == g.sd && g.kh == g.sh && g.kw == g.sw && g.pd == 0 && g.ph == 0 && g.pw == 0) {
