@@ -160,6 +160,12 @@ fn use_channels_last(path: CudaConvPath, g: &Conv3dGeometry, transposed: bool) -
         && (!transposed || g.stride == [1; 3])
 }
 
+/// Whether a bf16 backward-weight pass of `g` on `path` runs `igemm_wgrad_bf16_cl`: the `Gemm` path
+/// and both channel counts multiples of 8 (x and dy are both read channels-last).
+fn use_channels_last_wgrad(path: CudaConvPath, g: &Conv3dGeometry) -> bool {
+    path.resolve() == CudaConvPath::Gemm && g.in_channels % CL_VECTOR == 0 && g.out_channels % CL_VECTOR == 0
+}
+
 /// A grid dimension as `u32`, or an error.
 fn grid_dim(op: &'static str, n: usize) -> Result<u32, KernelsError> {
     u32::try_from(n.max(1))
@@ -311,8 +317,7 @@ fn geometry_args(op: &'static str, g: &Conv3dGeometry) -> Result<[i32; 18], Kern
     ];
     let mut out = [0i32; 18];
     for (o, x) in out.iter_mut().zip(v) {
-        *o = i32::try_from(x)
-            .map_err(|_| KernelsError::Shape { op, msg: format!("size {x} is too large for the GPU kernels") })?;
+        *o = int_arg(op, x)?;
     }
     Ok(out)
 }
@@ -632,8 +637,7 @@ pub(crate) fn backward_weight(
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(dy)) if gemm => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
-            if path.resolve() == CudaConvPath::Gemm && g.in_channels % CL_VECTOR == 0 && g.out_channels % CL_VECTOR == 0
-            {
+            if use_channels_last_wgrad(path, g) {
                 let x_cl = to_channels_last(op, dev, &x, (g.batch, g.in_channels, g.input_volume()))?;
                 let dy_cl = to_channels_last(op, dev, &dy, (g.batch, g.out_channels, g.output_volume()))?;
                 let kernel = ("igemm_wgrad_bf16_cl", BF16_THREADS, false, "wgrad_sum_bf16");
