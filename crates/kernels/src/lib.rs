@@ -51,11 +51,13 @@
 //! Every custom op also has a `cuda_fwd` (module `cuda`, kernels in `src/cuda/*.cu`, compiled to PTX by
 //! build.rs with nvcc and loaded through candle's `CudaDevice::get_or_load_custom_func`). Two
 //! implementations, chosen per op by [`CudaConvPath`] (default: `MAGSEG_CONV_CUDA=direct` selects the
-//! direct kernels, anything else the GEMM kernels):
+//! direct kernels, `tf32` the GEMM kernels with f32 on tensor cores as tf32, anything else the GEMM
+//! kernels):
 //!
 //! - **implicit GEMM** (`conv3d_igemm.cu`): shared-memory block tiles with the im2col matrix gathered
 //!   on the fly; f32 with 4×4 register micro-tiles, bf16 on tensor cores in all three passes
-//!   (`mma.sync` m16n8k16, f32 accumulation); backward-weight as split-K over a fixed partition of
+//!   (`mma.sync` m16n8k16, f32 accumulation), and on [`CudaConvPath::GemmTf32`] f32 on the same
+//!   tensor-core tiles as tf32 (m16n8k8); backward-weight as split-K over a fixed partition of
 //!   the voxels into partial buffers that a second kernel sums in order; a one-tap kernel for
 //!   backward-data when kernel == stride and padding is 0 (conv_transpose3d kernel 2 stride 2);
 //! - **direct** (`conv3d.cu`, the reference): one thread per output element (forward) or input element

@@ -2,11 +2,12 @@
 //! (through candle autograd: `backward()` of `sum(y · r)` for a random `r`) on the CPU and on CUDA
 //! device 0, for every CUDA implementation ([`CudaConvPath::Direct`], [`CudaConvPath::Gemm`] — whose
 //! bf16 forward and backward-data go through channels-last staging where the channels are multiples
-//! of 8 — and [`CudaConvPath::GemmNcdhw`], forced per call, never through the environment) and both
-//! dtypes:
+//! of 8 — [`CudaConvPath::GemmNcdhw`] and [`CudaConvPath::GemmTf32`] — f32 on tensor cores as tf32 —
+//! forced per call, never through the environment) and both dtypes:
 //!
 //! - f32: `|gpu − cpu| ≤ 1e-4 · max |cpu|` per tensor (f32 sums in another order; the largest sums
-//!   here have ~10⁵ terms);
+//!   here have ~10⁵ terms); on `GemmTf32` `≤ 2e-3 · max |cpu|` (the inputs here are exact in bf16, so
+//!   exact in tf32 too, and the errors are those of f32 sums; the bound allows for tf32 rounding);
 //! - bf16: the CPU runs on the same bf16 tensors (bf16 inputs, f32 arithmetic, result rounded to
 //!   bf16), and `|gpu − cpu| ≤ 1e-2 · max |cpu|` per tensor (a different f32 summation order can move
 //!   a result by one bf16 step, 2⁻⁸ relative). The bias gradient is candle's own bf16 reduction, which
@@ -25,6 +26,8 @@ use magseg_kernels::{conv3d_with_path, conv_transpose3d_with_path, Conv3dConfig,
 
 /// Relative tolerance for f32, of the largest |value| of the CPU tensor.
 const TOL_F32: f32 = 1e-4;
+/// Relative tolerance for f32 on the tf32 path, of the largest |value| of the CPU tensor.
+const TOL_TF32: f32 = 2e-3;
 /// Relative tolerance for bf16, of the largest |value| of the CPU tensor.
 const TOL_BF16: f32 = 1e-2;
 
@@ -91,9 +94,13 @@ fn check(c: Case) {
     let r = round(rng.tensor(y0.dims()));
     let data = [x, w, b, r];
     for dt in [DType::F32, DType::BF16] {
-        let tol = if dt == DType::F32 { TOL_F32 } else { TOL_BF16 };
         let cpu = run_on(&c, &Device::Cpu, &data, dt, CudaConvPath::Auto);
-        for path in [CudaConvPath::Direct, CudaConvPath::Gemm, CudaConvPath::GemmNcdhw] {
+        for path in [CudaConvPath::Direct, CudaConvPath::Gemm, CudaConvPath::GemmNcdhw, CudaConvPath::GemmTf32] {
+            let tol = match (dt, path) {
+                (DType::F32, CudaConvPath::GemmTf32) => TOL_TF32,
+                (DType::F32, _) => TOL_F32,
+                _ => TOL_BF16,
+            };
             let gpu1 = run_on(&c, &dev, &data, dt, path);
             let gpu2 = run_on(&c, &dev, &data, dt, path);
             let mut report = Vec::new();
@@ -213,6 +220,8 @@ fn channels_last_staging_channel_multiples_of_eight() {
     conv("k3 s1 p1 40→8", &[1, 40, 5, 6, 7], &[8, 40, 3, 3, 3], true, cfg([1; 3], [1; 3]));
     conv("k3 s2 p1 24→16 batch 2", &[2, 24, 9, 8, 7], &[16, 24, 3, 3, 3], false, cfg([2; 3], [1; 3]));
     conv("k3x1x2 p1x0x1 24→13", &[1, 24, 6, 7, 8], &[13, 24, 3, 1, 2], true, cfg([1; 3], [1, 0, 1]));
+    // tf32 channels-last needs multiples of 4 only: 12 and 20 take it, bf16 gathers from NCDHW.
+    conv("k3 s1 p1 12→20", &[1, 12, 5, 6, 7], &[20, 12, 3, 3, 3], true, cfg([1; 3], [1; 3]));
 }
 
 #[test]

@@ -1,12 +1,13 @@
-//! The CUDA kernels of src/cuda/ (conv3d_igemm.cu: implicit GEMM f32 / bf16 tensor cores, split-K
-//! backward-weight, one-tap backward-data; conv3d.cu: the direct reference kernels) run on the CPU
-//! through a C++ emulation shim (tests/emu/: threads per block, a barrier for `__syncthreads`, the mma
-//! fragment layout of the PTX ISA), with the launch configuration of src/cuda/mod.rs mirrored in
-//! tests/emu/*.cpp, against a double-precision direct convolution: `|err| ≤ 1e-4 · max |ref|` (f32),
-//! `≤ 1e-2 · max |ref|` (bf16), and every kernel bit-identical when run twice. A check of the
-//! kernels' index logic without a GPU (not of the Rust launch code, not of timing or the hardware).
+//! The CUDA kernels of src/cuda/ (conv3d_igemm.cu: implicit GEMM f32 FMA / bf16 and tf32 tensor
+//! cores, channels-last staging, split-K backward-weight, one-tap backward-data; conv3d.cu: the direct
+//! reference kernels) run on the CPU through a C++ emulation shim (tests/emu/: threads per block, a
+//! barrier for `__syncthreads`, the mma and ldmatrix fragment layouts of the PTX ISA), with the launch
+//! configuration of src/cuda/mod.rs mirrored in tests/emu/*.cpp, against a double-precision direct
+//! convolution: `|err| ≤ 1e-4 · max |ref|` (f32), `≤ 1e-2 · max |ref|` (bf16), `≤ 2e-3 · max |ref|`
+//! (tf32), and every kernel bit-identical when run twice. A check of the kernels' index logic without
+//! a GPU (not of the Rust launch code, not of timing or the hardware).
 //!
-//! Needs g++ with C++20 and bash (about 1.5 minutes on 2 cores); without them it prints
+//! Needs g++ with C++20 and bash (about 5–7 minutes on 2 cores); without them it prints
 //! `SKIPPED kernel emulation: ...` and passes.
 
 use std::path::Path;

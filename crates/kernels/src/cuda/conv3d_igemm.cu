@@ -1,6 +1,7 @@
 // Tiled implicit-GEMM 3-D convolution kernels of magseg-kernels (NCDHW contiguous, dilation 1, groups 1),
 // in the geometry of src/geom.rs: f32 (FMA, register micro-tiles), bf16 (tensor cores through inline PTX
-// mma.sync m16n8k16, f32 accumulation), a deterministic split-K backward-weight, and the no-overlap
+// mma.sync m16n8k16, f32 accumulation), f32 on tensor cores as tf32 (mma.sync m16n8k8, operands rounded
+// to 10 mantissa bits, f32 accumulation: the `_tf32` kernels, opt-in), a deterministic split-K backward-weight, and the no-overlap
 // transposed convolution (kernel == stride, padding 0). The direct kernels of conv3d.cu stay the
 // reference path (MAGSEG_CONV_CUDA=direct). Launch logic: src/cuda/mod.rs.
 //
@@ -21,7 +22,7 @@
 // spills, and a host emulation of the kernels (tests/emu/run.sh, which emulates the mma fragment layout).
 // Added after that run, checked only in those ways so far (no GPU run yet): ldmatrix fragment loads in
 // mma_tile, the channels-last bf16 forward, backward-data and backward-weight kernels and their staging
-// kernels.
+// kernels, and every tf32 kernel.
 //
 // The geometry arrives as 18 ints, in this order (as for conv3d.cu):
 //   n, ci, co, D, H, W, kD, kH, kW, sD, sH, sW, pD, pH, pW, oD, oH, oW
@@ -197,14 +198,14 @@ __device__ __forceinline__ unsigned column_mask(const DataView& v, const Column&
 // ---------------------------------------------------------------------------------------------------
 // Pieces shared by the GEMM kernels below.
 //
-// f32 kernels: 256 threads, BM x BN x 16 block tiles with BM x BN = 4096, 4 x 4 FMA micro-tiles.
-// bf16 kernels: 128 threads = 4 warps of 32 x 32 warp tiles of mma.sync.m16n8k16 (f32 accumulators),
-// BM x BN x 32 block tiles stored k-contiguous (As[m][k], Bs[n][k]) with rows padded to 40 bf16
-// (20 words) so the fragment loads hit 32 distinct banks.
+// f32 FMA kernels: 256 threads, BM x BN x 16 block tiles with BM x BN = 4096, 4 x 4 micro-tiles.
+// Tensor-core kernels (bf16, and f32 as tf32): 128 threads = 4 warps of 32 x 32 warp tiles of
+// mma.sync (m16n8k16 bf16 / m16n8k8 tf32, f32 accumulators), BM x BN x BK block tiles of 64-byte rows
+// (BK = 32 bf16 / 16 f32; Bf16Elem / Tf32Elem), stored k-contiguous (As[m][k], Bs[n][k]) with rows padded
+// to 80 bytes (20 words) so the fragment loads hit 32 distinct banks; H_BK is the bf16 BK.
 #define F_BK 16
 #define F_THREADS 256
 #define H_BK 32
-#define H_LD 40
 #define H_THREADS 128
 
 __device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, const unsigned int* b) {
@@ -219,6 +220,59 @@ __device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #endif
 }
+
+// D = A * B + C with mma.sync m16n8k8, A and B as tf32 (the top 19 bits of an f32 word; see
+// f32_to_tf32), f32 accumulation. Fragments: A reg r of a lane = (row lane / 4 + 8 (r & 1), k lane % 4
+// + 4 (r >> 1)), B reg r = (k lane % 4 + 4 r, column lane / 4), C as for m16n8k16.
+__device__ __forceinline__ void mma_tf32_1688(float* c, const unsigned int* a, const unsigned int* b) {
+#ifdef MAGSEG_HOST_EMULATION
+    magseg_emu_mma_tf32_1688(c, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+
+// An f32 (as bits) rounded to tf32 (10 mantissa bits, the low 13 bits zero): cvt.rna, to nearest with
+// ties away from zero; NaN and infinities pass through.
+__device__ __forceinline__ unsigned int f32_to_tf32(unsigned int u) {
+#ifdef MAGSEG_HOST_EMULATION
+    return (u & 0x7f800000u) == 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+#else
+    unsigned int r;
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(__uint_as_float(u)));
+    return r;
+#endif
+}
+
+// The element types of the tensor-core kernels. A K tile is 64 bytes of a row either way (BK = 32 bf16
+// or 16 f32), rows padded to 80 bytes (LD), and one mma covers 32 bytes of K (m16n8k16 on bf16,
+// m16n8k8 on tf32): for the same lane and register the fragments of the two instructions sit at the
+// same bytes of a k-contiguous tile (a 32-bit word holds two bf16 or one tf32), so the same ldmatrix
+// reads (mma_tile) feed both. `operand` turns a loaded 32-bit word into the mma operand (tf32:
+// rounded); `VEC` elements fill 16 bytes.
+struct Bf16Elem {
+    typedef bf16_t T;
+    static constexpr int VEC = 8, BK = 32, LD = 40;
+    static __device__ __forceinline__ unsigned int operand(unsigned int w) { return w; }
+    static __device__ __forceinline__ T operand(T v) { return v; }
+    static __device__ __forceinline__ void mma(float* c, const unsigned int* a, const unsigned int* b) {
+        mma_bf16_16816(c, a, b);
+    }
+};
+
+struct Tf32Elem {
+    typedef float T;
+    static constexpr int VEC = 4, BK = 16, LD = 20;
+    static __device__ __forceinline__ unsigned int operand(unsigned int w) { return f32_to_tf32(w); }
+    static __device__ __forceinline__ T operand(T v) { return __uint_as_float(f32_to_tf32(__float_as_uint(v))); }
+    static __device__ __forceinline__ void mma(float* c, const unsigned int* a, const unsigned int* b) {
+        mma_tf32_1688(c, a, b);
+    }
+};
 
 // The double-buffered K loop of every GEMM kernel: `load(kt)` fetches K tile kt into registers,
 // `store(buf)` writes them to shared buffer buf, `compute(buf)` multiplies buffer buf; the next tile's
@@ -262,7 +316,7 @@ __device__ __forceinline__ void fma_tile(float (&acc)[4][4], const float (&A)[F_
 // matrix i, the lower one in the low half; with TRANS (.trans) the transposed elements instead: rows
 // 2 (lane % 4) and + 1, column lane / 4 of matrix i.
 template <bool TRANS>
-__device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const bf16_t* p) {
+__device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const void* p) {
 #ifdef MAGSEG_HOST_EMULATION
     magseg_emu_ldmatrix_x4(r, p, TRANS);
 #else
@@ -283,25 +337,29 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned int (&r)[4], const bf16_t* 
 // padding: 144-byte rows put the 8 rows of an ldmatrix read on distinct banks).
 #define H_LDT 72
 
-// One warp's 32 x 32 tile over one shared K tile: acc[i][j] (m16 tile i, n8 tile j) += rows
-// wm + 16 i.. of A times rows wn + 8 j.. of B, the fragments read by ldmatrix. Tiles are stored
-// k-contiguous (A[m][k], B[n][k], rows of H_LD) or, with KMAJOR, m- / n-contiguous (A[k][m], B[k][n],
-// rows of H_LDT) and read with .trans. Either way, for A tile i the four matrices are (m 0-7, k 0-7),
-// (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15) = the mma registers a0..a3, and for B tiles 2 jj
-// and 2 jj + 1 the matrices (tile, k 0-7), (tile, k 8-15) of each are b0, b1. Padded rows keep the 8 row
-// reads of each matrix on distinct banks.
-template <bool KMAJOR, class TA, class TB>
+// One warp's 32 x 32 tile over one shared K tile of element type E (Bf16Elem or Tf32Elem): acc[i][j]
+// (m16 tile i, n8 tile j) += rows wm + 16 i.. of A times rows wn + 8 j.. of B, the fragments read by
+// ldmatrix, one mma per 32 bytes of K (V = E::VEC elements are 16 bytes). Tiles are stored k-contiguous
+// (A[m][k], B[n][k], rows of E::LD) or, with KMAJOR (bf16 only: .trans moves 16-bit elements),
+// m- / n-contiguous (A[k][m], B[k][n], rows of H_LDT) and read with .trans. Either way, for A tile i the
+// four matrices are (m 0-7, k 0..V-1), (m 8-15, k 0..V-1), (m 0-7, k V..2V-1), (m 8-15, k V..2V-1) = the
+// mma registers a0..a3, and for B tiles 2 jj and 2 jj + 1 the matrices (tile, k 0..V-1),
+// (tile, k V..2V-1) of each are b0, b1. Padded rows keep the 8 row reads of each matrix on distinct
+// banks.
+template <class E, bool KMAJOR, class TA, class TB>
 __device__ __forceinline__ void mma_tile(float (&acc)[2][4][4], const TA& A, const TB& B, int wm, int wn, int lane) {
+    constexpr int V = E::VEC;
+    static_assert(!KMAJOR || V == 8, "k-major tiles need 16-bit elements");
     const int lrow = lane & 7, lhi = (lane >> 3) & 1, lk = lane >> 4;
 #pragma unroll
-    for (int ks = 0; ks < H_BK; ks += 16) {
+    for (int ks = 0; ks < E::BK; ks += 2 * V) {
         unsigned int af[2][4], bq[2][4];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
             if constexpr (KMAJOR) {
                 ldmatrix_x4<true>(af[i], &A[ks + 8 * lk + lrow][wm + i * 16 + 8 * lhi]);
             } else {
-                ldmatrix_x4<false>(af[i], &A[wm + i * 16 + lrow + 8 * lhi][ks + 8 * lk]);
+                ldmatrix_x4<false>(af[i], &A[wm + i * 16 + lrow + 8 * lhi][ks + V * lk]);
             }
         }
 #pragma unroll
@@ -309,13 +367,13 @@ __device__ __forceinline__ void mma_tile(float (&acc)[2][4][4], const TA& A, con
             if constexpr (KMAJOR) {
                 ldmatrix_x4<true>(bq[jj], &B[ks + 8 * lhi + lrow][wn + 16 * jj + 8 * lk]);
             } else {
-                ldmatrix_x4<false>(bq[jj], &B[wn + 16 * jj + 8 * lk + lrow][ks + 8 * lhi]);
+                ldmatrix_x4<false>(bq[jj], &B[wn + 16 * jj + 8 * lk + lrow][ks + V * lhi]);
             }
         }
 #pragma unroll
         for (int i = 0; i < 2; ++i)
 #pragma unroll
-            for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], &bq[j >> 1][2 * (j & 1)]);
+            for (int j = 0; j < 4; ++j) E::mma(acc[i][j], af[i], &bq[j >> 1][2 * (j & 1)]);
     }
 }
 
@@ -349,19 +407,25 @@ __device__ __forceinline__ void each_mma_acc(const float (&acc)[2][4][4], int wm
         }
 }
 
-// Element i of a register prefetch: one per register for f32, two per 32-bit word for bf16 (element 2j
-// in the low half of word j, so a tile row is stored with 128-bit stores and no repacking).
+// Element i of a register prefetch: one per register for f32; in the 32-bit words of the tensor-core
+// kernels one f32 (as bits) or two bf16 (element 2j in the low half of word j), so a tile row is stored
+// with 128-bit stores and no repacking.
 __device__ __forceinline__ void put(float* r, int i, float v) { r[i] = v; }
+__device__ __forceinline__ void put(unsigned int* r, int i, float v) { r[i] = __float_as_uint(v); }
 __device__ __forceinline__ void put(unsigned int* r, int i, bf16_t v) {
     if (i % 2 == 0) r[i / 2] = v; else r[i / 2] |= (unsigned int)v << 16;
 }
 
-// Stores NW words of packed bf16 (see `put`) at 16-byte aligned `dst`, 128 bits at a time.
-template <int NW>
-__device__ __forceinline__ void store_packed(bf16_t* dst, const unsigned int* r) {
+// Stores NW words of a register prefetch (see `put`), as E's mma operands, at 16-byte aligned `dst`,
+// 128 bits at a time.
+template <class E, int NW>
+__device__ __forceinline__ void store_packed(void* dst, const unsigned int* r) {
     uint4* p = reinterpret_cast<uint4*>(dst);
 #pragma unroll
-    for (int q = 0; q < NW / 4; ++q) p[q] = make_uint4(r[4 * q], r[4 * q + 1], r[4 * q + 2], r[4 * q + 3]);
+    for (int q = 0; q < NW / 4; ++q) {
+        p[q] = make_uint4(E::operand(r[4 * q]), E::operand(r[4 * q + 1]), E::operand(r[4 * q + 2]),
+                          E::operand(r[4 * q + 3]));
+    }
 }
 
 // ----- forward / backward-data -----
@@ -714,32 +778,37 @@ extern "C" __global__ void wgrad_sum_bf16(const float* __restrict__ partial, bf1
 }
 
 // ---------------------------------------------------------------------------------------------------
-// bf16 forward / backward-data on tensor cores: block tile BM (M) x BN (N) x 32 (K), 4 warps of 32 x 32
-// = 2 (m16) x 4 (n8) mma tiles (32 f32 accumulators per thread): 64 x 64 with warps in 2 x 2, or
-// 32 x 128 with warps in 1 x 4 for at most 32 output rows (the `_m32` kernels). A loader: row
-// m = tid / (32 / A_PER), k = (tid % (32 / A_PER)) * A_PER + 0..A_PER-1; B loader: column n = tid % BN
-// (consecutive threads read consecutive voxels), k = (tid / BN) * B_PER + 0..B_PER-1.
+// Forward / backward-data on tensor cores, bf16 (E = Bf16Elem) or f32 rounded to tf32 (Tf32Elem):
+// block tile BM (M) x BN (N) x BK (K: 32 bf16 / 16 f32), 4 warps of 32 x 32 = 2 (m16) x 4 (n8) mma
+// tiles (32 f32 accumulators per thread): 64 x 64 with warps in 2 x 2, or 32 x 128 with warps in 1 x 4
+// for at most 32 output rows (the `_m32` kernels). A loader: row m = tid / (BK / A_PER),
+// k = (tid % (BK / A_PER)) * A_PER + 0..A_PER-1; B loader: column n = tid % BN (consecutive threads
+// read consecutive voxels), k = (tid / BN) * B_PER + 0..B_PER-1.
 //
 // Two source layouts (CL):
 // - false: the NCDHW tensors as they are, k = c * taps + t, one gather per element (load_data_tile);
-// - true: channels-last staging copies, the gathered tensor as src[b][voxel][c] (to_channels_last_bf16)
-//   and the weight as A[m][t][c] (reorder_weight_bf16), so k = t * C + c and every 8 consecutive k are
-//   8 channels of one tap, adjacent in memory: one 16-byte load and one tap-mask test per 8 elements.
-//   Needs C % 8 == 0 (C = the gathered tensor's channels) and the fast gathers (at most 32 taps,
-//   stride 1 for backward-data); src/cuda/mod.rs checks both and uses the NCDHW kernels otherwise.
-template <bool TRANSPOSED, int BM, bool CL>
-__device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
-                                                bf16_t* __restrict__ out, GEOM_PARAMS) {
+// - true: channels-last staging copies, the gathered tensor as src[b][voxel][c] (to_channels_last_*)
+//   and the weight as A[m][t][c] (reorder_weight_*), so k = t * C + c and every V = E::VEC consecutive k
+//   (8 bf16 / 4 f32) are V channels of one tap, adjacent in memory: one 16-byte load and one tap-mask
+//   test per V elements. Needs C % V == 0 (C = the gathered tensor's channels) and the fast gathers (at
+//   most 32 taps, stride 1 for backward-data); src/cuda/mod.rs checks both and uses the NCDHW kernels
+//   otherwise.
+template <class E, bool TRANSPOSED, int BM, bool CL>
+__device__ __forceinline__ void igemm_mma_body(const typename E::T* __restrict__ w, const typename E::T* __restrict__ src,
+                                               typename E::T* __restrict__ out, GEOM_PARAMS) {
+    typedef typename E::T T;
+    constexpr int BK = E::BK, V = E::VEC;
     constexpr int WARPS_M = BM / 32;
     constexpr int WARPS_N = (H_THREADS / 32) / WARPS_M;
     constexpr int BN = WARPS_N * 32;
-    constexpr int A_PER = BM * H_BK / H_THREADS;  // A elements per thread and tile (multiple of 8)
-    constexpr int B_PER = BN * H_BK / H_THREADS;  // B elements per thread and tile (multiple of 8)
-    static_assert(WARPS_M * WARPS_N == H_THREADS / 32 && A_PER % 8 == 0 && B_PER % 8 == 0 && H_BK % A_PER == 0 &&
-                      H_BK % B_PER == 0,
+    constexpr int A_PER = BM * BK / H_THREADS;  // A elements per thread and tile (multiple of V)
+    constexpr int B_PER = BN * BK / H_THREADS;  // B elements per thread and tile (multiple of V)
+    constexpr int A_W = A_PER * (int)sizeof(T) / 4, B_W = B_PER * (int)sizeof(T) / 4;  // 32-bit words
+    static_assert(WARPS_M * WARPS_N == H_THREADS / 32 && A_PER % V == 0 && B_PER % V == 0 && BK % A_PER == 0 &&
+                      BK % B_PER == 0,
                   "tile shape");
-    __shared__ __align__(16) bf16_t As[2][BM][H_LD];
-    __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
+    __shared__ __align__(16) T As[2][BM][E::LD];
+    __shared__ __align__(16) T Bs[2][BN][E::LD];
     __shared__ int taptab[CL ? 1 : MAX_TAPS_TABLE];  // NCDHW: the tap table
     __shared__ int tapoff[FAST_TAPS];                 // NCDHW: voxel offset per tap
     __shared__ long long tapoff_cl[CL ? FAST_TAPS : 1];  // CL: element offset per tap (voxel offset * C)
@@ -760,86 +829,93 @@ __device__ __forceinline__ void igemm_bf16_body(const bf16_t* __restrict__ w, co
         fill_tap_offsets<TRANSPOSED>(tapoff, v, kh_, kw_);
     }
 
-    const int a_m = tid / (H_BK / A_PER), a_k = (tid % (H_BK / A_PER)) * A_PER;
+    const int a_m = tid / (BK / A_PER), a_k = (tid % (BK / A_PER)) * A_PER;
     const int b_n = tid % BN, b_k = (tid / BN) * B_PER;
     const ColumnGather gth = column_gather<TRANSPOSED>(v, n0 + b_n, GEOM_ARGS);
     const bool a_row_ok = m0 + a_m < v.M;
-    const bf16_t* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * (CL ? (long long)v.K : v.sAm);
+    const T* a_row = w + (long long)(a_row_ok ? m0 + a_m : 0) * (CL ? (long long)v.K : v.sAm);
     // CL: element (b, voxel, c) of src is at (b * svol + voxel) * C + c, gth.base = boff + voxel of tap 0;
     // (bt, bc) = (tap, channel) of this thread's first B element in the next tile to load.
     const long long col_base = gth.col.boff + (gth.base - gth.col.boff) * v.C;
     int bt = b_k / v.C, bc = b_k - bt * v.C;
 
-    unsigned int ra[A_PER / 2], rb[B_PER / 2];  // two bf16 per word (see `put`)
+    unsigned int ra[A_W], rb[B_W];  // raw 32-bit words (see `put`)
     const int wm = (warp / WARPS_N) * 32, wn = (warp % WARPS_N) * 32;
     float acc[2][4][4] = {};
     __syncthreads();  // tap tables ready
     k_loop(
-        (v.K + H_BK - 1) / H_BK,
+        (v.K + BK - 1) / BK,
         [&](int kt) {
             if constexpr (CL) {
                 const uint4 zero = make_uint4(0u, 0u, 0u, 0u);
-                const int ka = kt * H_BK + a_k, kb = kt * H_BK + b_k;
+                const int ka = kt * BK + a_k, kb = kt * BK + b_k;
 #pragma unroll
-                for (int q = 0; q < A_PER / 8; ++q) {
-                    const uint4 a = (a_row_ok && ka + 8 * q < v.K)
-                                        ? __ldg(reinterpret_cast<const uint4*>(a_row + ka + 8 * q))
+                for (int q = 0; q < A_PER / V; ++q) {
+                    const uint4 a = (a_row_ok && ka + V * q < v.K)
+                                        ? __ldg(reinterpret_cast<const uint4*>(a_row + ka + V * q))
                                         : zero;
                     ra[4 * q] = a.x; ra[4 * q + 1] = a.y; ra[4 * q + 2] = a.z; ra[4 * q + 3] = a.w;
                 }
                 int t = bt, c = bc;
 #pragma unroll
-                for (int q = 0; q < B_PER / 8; ++q) {
+                for (int q = 0; q < B_PER / V; ++q) {
                     uint4 b = zero;
-                    if (kb + 8 * q < v.K && ((gth.mask >> t) & 1u)) {
+                    if (kb + V * q < v.K && ((gth.mask >> t) & 1u)) {
                         b = __ldg(reinterpret_cast<const uint4*>(src + (col_base + tapoff_cl[t] + c)));
                     }
                     rb[4 * q] = b.x; rb[4 * q + 1] = b.y; rb[4 * q + 2] = b.z; rb[4 * q + 3] = b.w;
-                    c += 8;
+                    c += V;
                     if (c == v.C) { c = 0; ++t; }
                 }
-                bc += H_BK;
+                bc += BK;
                 while (bc >= v.C) { bc -= v.C; ++bt; }
             } else {
-                load_data_tile<TRANSPOSED, A_PER, B_PER>(ra, rb, v, a_row, a_row_ok, kt * H_BK + a_k, src, gth,
-                                                         tapoff, taptab, kt * H_BK + b_k, sd, sh, sw);
+                load_data_tile<TRANSPOSED, A_PER, B_PER>(ra, rb, v, a_row, a_row_ok, kt * BK + a_k, src, gth,
+                                                         tapoff, taptab, kt * BK + b_k, sd, sh, sw);
             }
         },
         [&](int buf) {
-            store_packed<A_PER / 2>(&As[buf][a_m][a_k], ra);
-            store_packed<B_PER / 2>(&Bs[buf][b_n][b_k], rb);
+            store_packed<E, A_W>(&As[buf][a_m][a_k], ra);
+            store_packed<E, B_W>(&Bs[buf][b_n][b_k], rb);
         },
-        [&](int buf) { mma_tile<false>(acc, As[buf], Bs[buf], wm, wn, lane); });
+        [&](int buf) { mma_tile<E, false>(acc, As[buf], Bs[buf], wm, wn, lane); });
     each_mma_acc(
         acc, m0 + wm, wn, lane, [&](int j) { return data_out_column(v, n0 + j); },
         [&](int m, long long column, float val) { store_data_out(out, v, m, column, val); });
 }
 
-template <bool TRANSPOSED, int BM>
-__device__ __forceinline__ void igemm_bf16_ncdhw(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
-                                                 bf16_t* __restrict__ out, GEOM_PARAMS) {
-    igemm_bf16_body<TRANSPOSED, BM, false>(w, src, out, GEOM_ARGS);
-}
-
-template <bool TRANSPOSED, int BM>
-__device__ __forceinline__ void igemm_bf16_cl(const bf16_t* __restrict__ w, const bf16_t* __restrict__ src,
-                                              bf16_t* __restrict__ out, GEOM_PARAMS) {
-    igemm_bf16_body<TRANSPOSED, BM, true>(w, src, out, GEOM_ARGS);
-}
+// An extern "C" entry point of igemm_mma_body (128 threads; see DATA_KERNEL).
+#define MMA_DATA_KERNEL(name, E, CL, TRANSPOSED, BM)                                                     \
+    extern "C" __global__ void __launch_bounds__(H_THREADS, 4)                                            \
+        name(const E::T* __restrict__ src, const E::T* __restrict__ w, E::T* __restrict__ out, GEOM_PARAMS) { \
+        igemm_mma_body<E, TRANSPOSED, BM, CL>(w, src, out, GEOM_ARGS);                                    \
+    }
 
 // y = conv3d(x, w) in bf16: grid (ceil(N / 64), ceil(Co / 64)), 128 threads; `_m32`: grid
 // (ceil(N / 128), ceil(Co / 32)). `_cl`: from x as [b][voxel][ci] and w as [co][tap][ci], same grids.
-DATA_KERNEL(igemm_fwd_bf16, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, false, 64)
-DATA_KERNEL(igemm_fwd_bf16_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, false, 32)
-DATA_KERNEL(igemm_fwd_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, false, 64)
-DATA_KERNEL(igemm_fwd_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, false, 32)
+MMA_DATA_KERNEL(igemm_fwd_bf16, Bf16Elem, false, false, 64)
+MMA_DATA_KERNEL(igemm_fwd_bf16_m32, Bf16Elem, false, false, 32)
+MMA_DATA_KERNEL(igemm_fwd_bf16_cl, Bf16Elem, true, false, 64)
+MMA_DATA_KERNEL(igemm_fwd_bf16_cl_m32, Bf16Elem, true, false, 32)
 
 // dx = backward-data(dy, w) in bf16: grid (ceil(N / 64), ceil(Ci / 64)), 128 threads; `_m32`: grid
 // (ceil(N / 128), ceil(Ci / 32)). `_cl`: from dy as [b][voxel][co] and w as [ci][tap][co], same grids.
-DATA_KERNEL(igemm_bwd_data_bf16, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, true, 64)
-DATA_KERNEL(igemm_bwd_data_bf16_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_ncdhw, true, 32)
-DATA_KERNEL(igemm_bwd_data_bf16_cl, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, true, 64)
-DATA_KERNEL(igemm_bwd_data_bf16_cl_m32, bf16_t, __launch_bounds__(H_THREADS, 4), igemm_bf16_cl, true, 32)
+MMA_DATA_KERNEL(igemm_bwd_data_bf16, Bf16Elem, false, true, 64)
+MMA_DATA_KERNEL(igemm_bwd_data_bf16_m32, Bf16Elem, false, true, 32)
+MMA_DATA_KERNEL(igemm_bwd_data_bf16_cl, Bf16Elem, true, true, 64)
+MMA_DATA_KERNEL(igemm_bwd_data_bf16_cl_m32, Bf16Elem, true, true, 32)
+
+// The same in f32 on tensor cores (operands rounded to tf32, f32 accumulation and output): `_cl` from
+// staging copies with the gathered channels a multiple of 4.
+MMA_DATA_KERNEL(igemm_fwd_tf32, Tf32Elem, false, false, 64)
+MMA_DATA_KERNEL(igemm_fwd_tf32_m32, Tf32Elem, false, false, 32)
+MMA_DATA_KERNEL(igemm_fwd_tf32_cl, Tf32Elem, true, false, 64)
+MMA_DATA_KERNEL(igemm_fwd_tf32_cl_m32, Tf32Elem, true, false, 32)
+MMA_DATA_KERNEL(igemm_bwd_data_tf32, Tf32Elem, false, true, 64)
+MMA_DATA_KERNEL(igemm_bwd_data_tf32_m32, Tf32Elem, false, true, 32)
+MMA_DATA_KERNEL(igemm_bwd_data_tf32_cl, Tf32Elem, true, true, 64)
+MMA_DATA_KERNEL(igemm_bwd_data_tf32_cl_m32, Tf32Elem, true, true, 32)
+
 
 
 // bf16 backward-weight from channels-last staging (x_cl[b][v][ci], dy_cl[b][v][co]; Ci and Co multiples
@@ -901,7 +977,7 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
                 *reinterpret_cast<uint4*>(&Bt[buf][kr + 16 * h][8 * q]) = rb[h];
             }
         },
-        [&](int buf) { mma_tile<true>(acc, At[buf], Bt[buf], wm, wn, lane); });
+        [&](int buf) { mma_tile<Bf16Elem, true>(acc, At[buf], Bt[buf], wm, wn, lane); });
     float* dst = partial + (long long)blockIdx.z * co * N;
     each_mma_acc(acc, m0 + wm, n0 + wn, lane, [](int col) { return col; },
                  [&](int m, int col, float val) {
@@ -914,9 +990,9 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
 
 // dst[b][v][c] = src[b][c][v] for c < C, v < vol: 32 x 32 tiles through shared memory, 256 threads,
 // grid (ceil(vol / 32), ceil(C / 32), batch).
-extern "C" __global__ void __launch_bounds__(256)
-    to_channels_last_bf16(const bf16_t* __restrict__ src, bf16_t* __restrict__ dst, int C, long long vol) {
-    __shared__ bf16_t tile[32][34];
+template <typename T>
+__device__ __forceinline__ void to_channels_last(const T* __restrict__ src, T* __restrict__ dst, int C, long long vol) {
+    __shared__ T tile[32][32 + 4 / sizeof(T)];  // rows of 17 or 33 words: conflict-free columns
     const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
     const long long v0 = (long long)blockIdx.x * 32;
     const int c0 = blockIdx.y * 32;
@@ -934,11 +1010,22 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
+extern "C" __global__ void __launch_bounds__(256)
+    to_channels_last_bf16(const bf16_t* __restrict__ src, bf16_t* __restrict__ dst, int C, long long vol) {
+    to_channels_last(src, dst, C, vol);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    to_channels_last_f32(const float* __restrict__ src, float* __restrict__ dst, int C, long long vol) {
+    to_channels_last(src, dst, C, vol);
+}
+
 // The GEMM A operand [m][tap][c] of a forward (transposed == 0: w[m][c][t], m < co, c < ci) or
 // backward-data (transposed != 0: w[c][m][t], m < ci, c < co) pass, from the weight [co][ci][taps]; one
 // thread per element, grid-stride.
-extern "C" __global__ void reorder_weight_bf16(const bf16_t* __restrict__ w, bf16_t* __restrict__ out, int co, int ci,
-                                               int taps, int transposed) {
+template <typename T>
+__device__ __forceinline__ void reorder_weight(const T* __restrict__ w, T* __restrict__ out, int co, int ci, int taps,
+                                               int transposed) {
     const int M = transposed ? ci : co, C = transposed ? co : ci;
     const long long total = (long long)M * taps * C;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -952,18 +1039,31 @@ extern "C" __global__ void reorder_weight_bf16(const bf16_t* __restrict__ w, bf1
     }
 }
 
+extern "C" __global__ void reorder_weight_bf16(const bf16_t* __restrict__ w, bf16_t* __restrict__ out, int co, int ci,
+                                               int taps, int transposed) {
+    reorder_weight(w, out, co, ci, taps, transposed);
+}
+
+extern "C" __global__ void reorder_weight_f32(const float* __restrict__ w, float* __restrict__ out, int co, int ci,
+                                              int taps, int transposed) {
+    reorder_weight(w, out, co, ci, taps, transposed);
+}
+
 // ---------------------------------------------------------------------------------------------------
-// bf16 backward-weight on tensor cores (f32 accumulation, f32 partials summed by wgrad_sum_bf16): the
-// GEMM M = Co, N = Ci * taps, K = voxels of the chunk blockIdx.z (as igemm_wgrad_*), block tile 64 x 64
-// x 32, 4 warps in 2 x 2, tiles stored k-contiguous and double-buffered. Loaders: thread -> k row
-// tid % 32 (consecutive threads read consecutive voxels of dy and x) and rows m / columns
-// n = tid / 32 + 4 * i (i < 16); the (channel, tap) of each column comes from a per-block table.
-extern "C" __global__ void __launch_bounds__(H_THREADS)
-    igemm_wgrad_bf16_mma(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
-                         long long run, GEOM_PARAMS) {
-    constexpr int BM = 64, BN = 64;
-    __shared__ __align__(16) bf16_t As[2][BM][H_LD];
-    __shared__ __align__(16) bf16_t Bs[2][BN][H_LD];
+// Backward-weight on tensor cores, bf16 (E = Bf16Elem, `igemm_wgrad_bf16_mma`) or f32 rounded to tf32
+// (Tf32Elem, `igemm_wgrad_tf32`), f32 accumulation, f32 partials summed by wgrad_sum_*: the GEMM
+// M = Co, N = Ci * taps, K = voxels of the chunk blockIdx.z (as igemm_wgrad_*), block tile 64 x 64 x BK,
+// 4 warps in 2 x 2, tiles stored k-contiguous and double-buffered. Loaders: thread -> k row tid % BK
+// (consecutive threads read consecutive voxels of dy and x) and rows m / columns n = tid / BK + STEP * i
+// (STEP = 128 / BK, i < 64 / STEP); the (channel, tap) of each column comes from a per-block table.
+template <class E>
+__device__ __forceinline__ void igemm_wgrad_mma_body(const typename E::T* __restrict__ x,
+                                                     const typename E::T* __restrict__ dy, float* __restrict__ partial,
+                                                     long long run, GEOM_PARAMS) {
+    typedef typename E::T T;
+    constexpr int BM = 64, BN = 64, BK = E::BK, STEP = H_THREADS / BK, PER = BM / STEP;
+    __shared__ __align__(16) T As[2][BM][E::LD];
+    __shared__ __align__(16) T Bs[2][BN][E::LD];
     __shared__ WgradColumns<BN> cols;
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
@@ -972,30 +1072,42 @@ extern "C" __global__ void __launch_bounds__(H_THREADS)
     const long long out_vol = wb.out_vol, K = wb.K, kbeg = wb.kbeg, kend = wb.kend;
     cols.fill(n0, N, taps, (long long)id_ * ih_ * iw_, kh_, kw_, pd, ph, pw);
 
-    const int kq = tid & 31, r4 = tid >> 5;
+    const int kq = tid % BK, rr = tid / BK;
     VoxelCursor cur;
     cur.start(kbeg + kq, K, out_vol, oh_, ow_);
-    bf16_t ra[16], rb[16];
+    T ra[PER], rb[PER];
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
     float acc[2][4][4] = {};
     __syncthreads();  // column table ready
     k_loop(
-        (int)((max(kend - kbeg, 0LL) + H_BK - 1) / H_BK),
+        (int)((max(kend - kbeg, 0LL) + BK - 1) / BK),
         [&](int) {
-            load_wgrad_tile<bf16_t, bf16_t, 16, 16, 4>(ra, rb, x, dy, cur, kend, cols, m0, r4, GEOM_ARGS);
-            cur.advance(H_BK, od_, oh_, ow_);
+            load_wgrad_tile<T, T, PER, PER, STEP>(ra, rb, x, dy, cur, kend, cols, m0, rr, GEOM_ARGS);
+            cur.advance(BK, od_, oh_, ow_);
         },
         [&](int buf) {
 #pragma unroll
-            for (int i = 0; i < 16; ++i) {
-                As[buf][r4 + 4 * i][kq] = ra[i];
-                Bs[buf][r4 + 4 * i][kq] = rb[i];
+            for (int i = 0; i < PER; ++i) {
+                As[buf][rr + STEP * i][kq] = E::operand(ra[i]);
+                Bs[buf][rr + STEP * i][kq] = E::operand(rb[i]);
             }
         },
-        [&](int buf) { mma_tile<false>(acc, As[buf], Bs[buf], wm, wn, lane); });
+        [&](int buf) { mma_tile<E, false>(acc, As[buf], Bs[buf], wm, wn, lane); });
     float* dst = partial + (long long)blockIdx.z * co * N;
     each_mma_acc(acc, m0 + wm, n0 + wn, lane, [](int nn) { return nn; },
                  [&](int m, int nn, float val) { if (m < co && nn < N) dst[(long long)m * N + nn] = val; });
+}
+
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_wgrad_bf16_mma(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy, float* __restrict__ partial,
+                         long long run, GEOM_PARAMS) {
+    igemm_wgrad_mma_body<Bf16Elem>(x, dy, partial, run, GEOM_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(H_THREADS)
+    igemm_wgrad_tf32(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ partial,
+                     long long run, GEOM_PARAMS) {
+    igemm_wgrad_mma_body<Tf32Elem>(x, dy, partial, run, GEOM_ARGS);
 }
 
 // ---------------------------------------------------------------------------------------------------

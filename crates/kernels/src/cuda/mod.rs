@@ -15,6 +15,10 @@
 //!   (conv_transpose3d kernel 2 stride 2). The im2col gathers use per-column tap masks when there are
 //!   at most 32 taps (and stride 1 for backward-data), bounds checks per axis otherwise. Kernels with
 //!   more than [`MAX_GEMM_TAPS`] taps use the direct kernels.
+//! - [`CudaConvPath::GemmTf32`]: as `Gemm`, but f32 passes run on tensor cores with operands rounded
+//!   to tf32 (mma.sync m16n8k8, f32 accumulation; the bf16 kernels' tiles with 16 f32 per K tile):
+//!   forward and backward-data from channels-last copies where the gathered channels are a multiple
+//!   of 4, backward-weight from NCDHW (k-contiguous tiles).
 //! - [`CudaConvPath::Direct`]: the direct reference kernels of `conv3d.cu` (f32; bf16 operands are
 //!   converted to f32 on the GPU and the result back to bf16).
 //!
@@ -56,10 +60,12 @@ const NARROW_TILE: (usize, usize) = (32, 128);
 const GEMM_BK: usize = 16;
 /// Threads per block of the f32 GEMM kernels (`F_THREADS`).
 const F32_THREADS: u32 = 256;
-/// Threads per block of the bf16 tensor-core kernels (`H_THREADS`).
-const BF16_THREADS: u32 = 128;
+/// Threads per block of the tensor-core kernels, bf16 and tf32 (`H_THREADS`).
+const MMA_THREADS: u32 = 128;
 /// bf16 values per 16-byte load of the channels-last kernels: their channel counts are multiples.
 const CL_VECTOR: usize = 8;
+/// f32 values per 16-byte load of the tf32 channels-last kernels.
+const CL_VECTOR_F32: usize = 4;
 /// Most taps of the channels-last kernels (`FAST_TAPS`: one bit per tap in a column's mask).
 const CL_MAX_TAPS: usize = 32;
 /// Blocks the GEMM backward-weight aims for (4 per SM of a 132-SM H100).
@@ -148,22 +154,29 @@ fn use_gemm(path: CudaConvPath, g: &Conv3dGeometry) -> bool {
     path.is_gemm() && gemm_supported(g)
 }
 
-/// Whether a bf16 forward (`transposed` false) or backward-data pass of `g` on `path` runs the
-/// channels-last kernels (`igemm_{fwd,bwd_data}_bf16_cl`): the `Gemm` path, the gathered tensor's
-/// channels a multiple of 8 (16-byte loads), the fast gathers' at most 32 taps, and stride 1 for
-/// backward-data.
-fn use_channels_last(path: CudaConvPath, g: &Conv3dGeometry, transposed: bool) -> bool {
-    let channels = if transposed { g.out_channels } else { g.in_channels };
-    path.resolve() == CudaConvPath::Gemm
-        && channels % CL_VECTOR == 0
-        && g.kernel_volume() <= CL_MAX_TAPS
-        && (!transposed || g.stride == [1; 3])
+/// Whether `path` stages channels-last copies where the geometry allows it (`Gemm`, `GemmTf32`).
+fn stages(path: CudaConvPath) -> bool {
+    matches!(path.resolve(), CudaConvPath::Gemm | CudaConvPath::GemmTf32)
 }
 
-/// Whether a bf16 backward-weight pass of `g` on `path` runs `igemm_wgrad_bf16_cl`: the `Gemm` path
+/// Whether f32 passes on `path` run the tf32 tensor-core kernels (`GemmTf32`).
+fn tf32(path: CudaConvPath) -> bool {
+    path.resolve() == CudaConvPath::GemmTf32
+}
+
+/// Whether a forward (`transposed` false) or backward-data pass of `g` on `path` runs the
+/// channels-last kernels (`igemm_{fwd,bwd_data}_{bf16,tf32}_cl`): a staging path, the gathered
+/// tensor's channels a multiple of `vector` (values per 16-byte load: [`CL_VECTOR`] bf16,
+/// [`CL_VECTOR_F32`] f32), the fast gathers' at most 32 taps, and stride 1 for backward-data.
+fn use_channels_last(path: CudaConvPath, g: &Conv3dGeometry, transposed: bool, vector: usize) -> bool {
+    let channels = if transposed { g.out_channels } else { g.in_channels };
+    stages(path) && channels % vector == 0 && g.kernel_volume() <= CL_MAX_TAPS && (!transposed || g.stride == [1; 3])
+}
+
+/// Whether a bf16 backward-weight pass of `g` on `path` runs `igemm_wgrad_bf16_cl`: a staging path
 /// and both channel counts multiples of 8 (x and dy are both read channels-last).
 fn use_channels_last_wgrad(path: CudaConvPath, g: &Conv3dGeometry) -> bool {
-    path.resolve() == CudaConvPath::Gemm && g.in_channels % CL_VECTOR == 0 && g.out_channels % CL_VECTOR == 0
+    stages(path) && g.in_channels % CL_VECTOR == 0 && g.out_channels % CL_VECTOR == 0
 }
 
 /// A grid dimension as `u32`, or an error.
@@ -204,9 +217,10 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
         );
     }
     let out = dev.alloc_zeros::<T>(shape.iter().product())?;
-    // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16}[_m32](const T* src, const T* w, T* out, 18 x int), T = f32
-    // or bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
-    // geometry (checked by `view`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
+    // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16,tf32}[_cl][_m32](const T* src, const T* w, T* out,
+    // 18 x int), T = f32 (f32, tf32) or bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
+    // geometry (checked by `view`) or staging copies of the same lengths whose channel count is a
+    // multiple of the 16-byte vector the `_cl` kernels load (checked by `use_channels_last`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
     // writes only output rows by·bm.. < rows and columns bx·bn.. < N·vol (the kernel's tile is bm × bn,
     // the grid covers rows and N·vol with it), reads A and B only at indices
     // the geometry bounds (gathers are bounds-checked per axis); `threads` is the block size the kernel
@@ -221,8 +235,14 @@ fn int_arg(op: &'static str, v: usize) -> Result<i32, KernelsError> {
     i32::try_from(v).map_err(|_| KernelsError::Shape { op, msg: format!("size {v} is too large for the GPU kernels") })
 }
 
+/// The staging kernel `base` (`to_channels_last`, `reorder_weight`) for elements of `T`: `{base}_bf16`
+/// for a 16-bit slice type, `{base}_f32` otherwise (the f32 one); the kernels move raw values.
+fn staging_kernel<T>(base: &str) -> String {
+    format!("{base}_{}", if std::mem::size_of::<T>() == 2 { "bf16" } else { "f32" })
+}
+
 /// A channels-last copy `[b][voxel][c]` of the `batch × channels × vol` tensor `src`
-/// (`to_channels_last_bf16`; `T` is the bf16 slice type, the kernel moves 16-bit values).
+/// (`to_channels_last_{bf16,f32}`; `T` is the bf16 or f32 slice type).
 fn to_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
     dev: &CudaDevice,
@@ -245,11 +265,12 @@ fn to_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     // SAFETY: uninitialised device memory of `src.len()` elements; the kernel below writes every one
     // (each (b, v, c) with c < C, v < vol once) before anything reads it.
     let dst = unsafe { dev.alloc::<T>(src.len()) }?;
-    let f = dev.get_or_load_custom_func("to_channels_last_bf16", MODULE_GEMM, PTX_GEMM)?;
+    let f = dev.get_or_load_custom_func(&staging_kernel::<T>("to_channels_last"), MODULE_GEMM, PTX_GEMM)?;
     let mut b = f.builder();
     let (c, vol64) = (int_arg(op, channels)?, vol as i64);
     b.arg(src).arg(&dst).arg(&c).arg(&vol64);
-    // SAFETY: to_channels_last_bf16(const bf16* src, bf16* dst, int C, long long vol), 256 threads,
+    // SAFETY: to_channels_last_{bf16,f32}(const T* src, T* dst, int C, long long vol) with T of the
+    // size of the slice type (staging_kernel), 256 threads,
     // static shared memory: block (bx, by, bz) reads src[bz][c][v] and writes dst[bz][v][c] only for
     // c < C, v < vol, and the grid's z is the batch, so both stay inside the batch·C·vol elements that
     // `src` (checked above) and `dst` (its length) hold.
@@ -257,9 +278,9 @@ fn to_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     Ok(dst)
 }
 
-/// The channels-last staging copies of a bf16 forward (`transposed` false: `src` = x, channels Ci) or
-/// backward-data (`src` = dy, channels Co) pass for the `_cl` kernels: `src` as `[b][voxel][c]` and
-/// the GEMM A operand `[row][tap][c]` from the weight `[Co][Ci][taps]` (`reorder_weight_bf16`).
+/// The channels-last staging copies of a bf16 or f32 forward (`transposed` false: `src` = x, channels
+/// Ci) or backward-data (`src` = dy, channels Co) pass for the `_cl` kernels: `src` as `[b][voxel][c]`
+/// and the GEMM A operand `[row][tap][c]` from the weight `[Co][Ci][taps]` (`reorder_weight_*`).
 fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     op: &'static str,
     dev: &CudaDevice,
@@ -280,11 +301,12 @@ fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
     let w_cl = unsafe { dev.alloc::<T>(w.len()) }?;
     let blocks = grid_dim(op, w.len().div_ceil(BLOCK as usize).min(65535))?;
     let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
-    let f = dev.get_or_load_custom_func("reorder_weight_bf16", MODULE_GEMM, PTX_GEMM)?;
+    let f = dev.get_or_load_custom_func(&staging_kernel::<T>("reorder_weight"), MODULE_GEMM, PTX_GEMM)?;
     let mut b = f.builder();
     let tr = i32::from(transposed);
     b.arg(w).arg(&w_cl).arg(&co).arg(&ci).arg(&taps).arg(&tr);
-    // SAFETY: reorder_weight_bf16(const bf16* w, bf16* out, int co, int ci, int taps, int transposed):
+    // SAFETY: reorder_weight_{bf16,f32}(const T* w, T* out, int co, int ci, int taps, int transposed),
+    // T of the size of the slice type (staging_kernel):
     // a grid-stride loop over i < co·ci·taps, reading w at a (c, m, t) index below co·ci·taps and
     // writing out[i]; `w` holds exactly co·ci·taps values (checked above) and `w_cl` as many.
     unsafe { b.launch(cfg) }.w()?;
@@ -458,7 +480,15 @@ pub(crate) fn forward(
     match (&s1.slice, &s2.slice) {
         (CudaStorageSlice::F32(x), CudaStorageSlice::F32(w)) => {
             let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
-            if gemm {
+            if gemm && tf32(path) {
+                if use_channels_last(path, g, false, CL_VECTOR_F32) {
+                    let (x_cl, w_cl) = stage_channels_last(op, dev, &x, &w, g, false)?;
+                    let (x_cl, w_cl) = (x_cl.as_view(), w_cl.as_view());
+                    run_igemm(op, "igemm_fwd_tf32_cl", MMA_THREADS, dev, &x_cl, &w_cl, g, work, g.output_shape())
+                } else {
+                    run_igemm(op, "igemm_fwd_tf32", MMA_THREADS, dev, &x, &w, g, work, g.output_shape())
+                }
+            } else if gemm {
                 run_igemm(op, "igemm_fwd_f32", F32_THREADS, dev, &x, &w, g, work, g.output_shape())
             } else {
                 run_elementwise(op, direct("conv3d_fwd_f32"), dev, &x, &w, g, work, g.output_shape())
@@ -466,12 +496,12 @@ pub(crate) fn forward(
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(w)) if gemm => {
             let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
-            if use_channels_last(path, g, false) {
+            if use_channels_last(path, g, false, CL_VECTOR) {
                 let (x_cl, w_cl) = stage_channels_last(op, dev, &x, &w, g, false)?;
                 let (x_cl, w_cl) = (x_cl.as_view(), w_cl.as_view());
-                run_igemm(op, "igemm_fwd_bf16_cl", BF16_THREADS, dev, &x_cl, &w_cl, g, work, g.output_shape())
+                run_igemm(op, "igemm_fwd_bf16_cl", MMA_THREADS, dev, &x_cl, &w_cl, g, work, g.output_shape())
             } else {
-                run_igemm(op, "igemm_fwd_bf16", BF16_THREADS, dev, &x, &w, g, work, g.output_shape())
+                run_igemm(op, "igemm_fwd_bf16", MMA_THREADS, dev, &x, &w, g, work, g.output_shape())
             }
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| forward(op, g, path, a, b)),
@@ -502,6 +532,14 @@ pub(crate) fn backward_data(
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
             if one_tap {
                 run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_f32"), dev, &dy, &w, g, work, g.input_shape())
+            } else if gemm && tf32(path) {
+                if use_channels_last(path, g, true, CL_VECTOR_F32) {
+                    let (dy_cl, w_cl) = stage_channels_last(op, dev, &dy, &w, g, true)?;
+                    let (dy_cl, w_cl) = (dy_cl.as_view(), w_cl.as_view());
+                    run_igemm(op, "igemm_bwd_data_tf32_cl", MMA_THREADS, dev, &dy_cl, &w_cl, g, work, g.input_shape())
+                } else {
+                    run_igemm(op, "igemm_bwd_data_tf32", MMA_THREADS, dev, &dy, &w, g, work, g.input_shape())
+                }
             } else if gemm {
                 run_igemm(op, "igemm_bwd_data_f32", F32_THREADS, dev, &dy, &w, g, work, g.input_shape())
             } else {
@@ -512,12 +550,12 @@ pub(crate) fn backward_data(
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
             if one_tap {
                 run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_bf16"), dev, &dy, &w, g, work, g.input_shape())
-            } else if use_channels_last(path, g, true) {
+            } else if use_channels_last(path, g, true, CL_VECTOR) {
                 let (dy_cl, w_cl) = stage_channels_last(op, dev, &dy, &w, g, true)?;
                 let (dy_cl, w_cl) = (dy_cl.as_view(), w_cl.as_view());
-                run_igemm(op, "igemm_bwd_data_bf16_cl", BF16_THREADS, dev, &dy_cl, &w_cl, g, work, g.input_shape())
+                run_igemm(op, "igemm_bwd_data_bf16_cl", MMA_THREADS, dev, &dy_cl, &w_cl, g, work, g.input_shape())
             } else {
-                run_igemm(op, "igemm_bwd_data_bf16", BF16_THREADS, dev, &dy, &w, g, work, g.input_shape())
+                run_igemm(op, "igemm_bwd_data_bf16", MMA_THREADS, dev, &dy, &w, g, work, g.input_shape())
             }
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_data(op, g, path, a, b)),
@@ -579,7 +617,8 @@ fn run_igemm_wgrad<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     }
     let len = g.weight_len();
     let partial = dev.alloc_zeros::<f32>(len * chunks)?;
-    // SAFETY: igemm_wgrad_f32[_m32] / igemm_wgrad_bf16_mma / igemm_wgrad_bf16_cl(const T* x, const T* dy,
+    // SAFETY: igemm_wgrad_f32[_m32] / igemm_wgrad_bf16_mma / igemm_wgrad_bf16_cl / igemm_wgrad_tf32
+    // (const T* x, const T* dy,
     // float* partial, long long run, 18 x int): `x` and `dy` hold the input and output sizes of the
     // geometry (views checked by `view`, or channels-last copies of them, same lengths; the `_cl`
     // kernel reads 8 channels from a multiple-of-8 offset, inside since Ci and Co are multiples of 8), `partial` holds chunks·Co·Ci·taps f32 with chunks·run ≥ N·oD·oH·oW; block
@@ -629,7 +668,9 @@ pub(crate) fn backward_weight(
     match (&s1.slice, &s2.slice) {
         (CudaStorageSlice::F32(x), CudaStorageSlice::F32(dy)) => {
             let (x, dy) = (view(op, x, l1, &xd)?, view(op, dy, l2, &yd)?);
-            if gemm {
+            if gemm && tf32(path) {
+                run_igemm_wgrad(op, ("igemm_wgrad_tf32", MMA_THREADS, false, "wgrad_sum_f32"), dev, &x, &dy, g)
+            } else if gemm {
                 run_igemm_wgrad(op, ("igemm_wgrad_f32", F32_THREADS, true, "wgrad_sum_f32"), dev, &x, &dy, g)
             } else {
                 direct_backward_weight(op, g, dev, &x, &dy)
@@ -640,10 +681,10 @@ pub(crate) fn backward_weight(
             if use_channels_last_wgrad(path, g) {
                 let x_cl = to_channels_last(op, dev, &x, (g.batch, g.in_channels, g.input_volume()))?;
                 let dy_cl = to_channels_last(op, dev, &dy, (g.batch, g.out_channels, g.output_volume()))?;
-                let kernel = ("igemm_wgrad_bf16_cl", BF16_THREADS, false, "wgrad_sum_bf16");
+                let kernel = ("igemm_wgrad_bf16_cl", MMA_THREADS, false, "wgrad_sum_bf16");
                 run_igemm_wgrad(op, kernel, dev, &x_cl.as_view(), &dy_cl.as_view(), g)
             } else {
-                run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", BF16_THREADS, false, "wgrad_sum_bf16"), dev, &x, &dy, g)
+                run_igemm_wgrad(op, ("igemm_wgrad_bf16_mma", MMA_THREADS, false, "wgrad_sum_bf16"), dev, &x, &dy, g)
             }
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_weight(op, g, path, a, b)),

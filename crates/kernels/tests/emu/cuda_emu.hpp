@@ -1,13 +1,15 @@
 // Host emulation of the CUDA subset used by src/cuda/*.cu, so the kernels' index logic can be tested on a
 // machine without a GPU (tests/emu/run.sh). One block at a time; the threads of a block are std::threads
 // meeting at a std::barrier for __syncthreads; `__shared__` becomes a function-local `static` (one block
-// runs at a time, so that is exactly one copy per block). mma.sync m16n8k16 (bf16, f32 accumulate) is
-// emulated from the PTX ISA's fragment layout through a per-warp staging area. Not a performance model.
+// runs at a time, so that is exactly one copy per block). mma.sync m16n8k16 (bf16) and m16n8k8 (tf32),
+// both with f32 accumulation, and ldmatrix are emulated from the PTX ISA's fragment layouts through
+// per-warp staging areas. Not a performance model.
 #pragma once
 #include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -17,6 +19,9 @@ struct dim3 {
 inline thread_local dim3 threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
 inline std::barrier<>* g_bar = nullptr;
+// One barrier per warp (32 threads) for the warp-collective instructions (mma, ldmatrix).
+inline std::vector<std::unique_ptr<std::barrier<>>>* g_warp_bars = nullptr;
+inline void emu_warp_sync() { (*g_warp_bars)[threadIdx.x / 32]->arrive_and_wait(); }
 
 #define __global__
 #define __device__
@@ -68,7 +73,7 @@ inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigne
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     for (int r = 0; r < 4; ++r) g_emu_stage[warp].a[lane][r] = a[r];
     for (int r = 0; r < 2; ++r) g_emu_stage[warp].b[lane][r] = b[r];
-    __syncthreads();
+    emu_warp_sync();
     const EmuWarpStage& s = g_emu_stage[warp];
     auto A = [&](int row, int k) {
         const int l = (row % 8) * 4 + (k % 8) / 2;
@@ -87,7 +92,32 @@ inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigne
         for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
         out[e] = acc;
     }
-    __syncthreads();  // everyone has read the stage before it is reused
+    emu_warp_sync();  // everyone has read the stage before it is reused
+    for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 per the PTX ISA (one tf32 per .b32 register, only
+// its top 19 bits used): A reg r of lane: row groupID + 8 * (r & 1), col tig + 4 * (r >> 1); B reg r:
+// row (k) tig + 4 r, col groupID; C as for m16n8k16.
+inline float emu_tf32(unsigned reg) { return __uint_as_float(reg & 0xffffe000u); }
+
+inline void magseg_emu_mma_tf32_1688(float* c, const unsigned* a, const unsigned* b) {
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    for (int r = 0; r < 4; ++r) g_emu_stage[warp].a[lane][r] = a[r];
+    for (int r = 0; r < 2; ++r) g_emu_stage[warp].b[lane][r] = b[r];
+    emu_warp_sync();
+    const EmuWarpStage& s = g_emu_stage[warp];
+    auto A = [&](int row, int k) { return emu_tf32(s.a[(row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]); };
+    auto B = [&](int k, int col) { return emu_tf32(s.b[col * 4 + k % 4][k >= 4 ? 1 : 0]); };
+    const int g = lane / 4, tg = lane % 4;
+    float out[4];
+    for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e >> 1), col = 2 * tg + (e & 1);
+        float acc = c[e];
+        for (int k = 0; k < 8; ++k) acc += A(row, k) * B(k, col);
+        out[e] = acc;
+    }
+    emu_warp_sync();  // everyone has read the stage before it is reused
     for (int e = 0; e < 4; ++e) c[e] = out[e];
 }
 
@@ -99,13 +129,13 @@ inline const void* g_emu_ldm[32][32];
 inline void magseg_emu_ldmatrix_x4(unsigned* r, const void* p, bool trans) {
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     g_emu_ldm[warp][lane] = p;
-    __syncthreads();
+    emu_warp_sync();
     auto at = [&](int m, int row, int col) { return (unsigned)static_cast<const unsigned short*>(g_emu_ldm[warp][m * 8 + row])[col]; };
     for (int i = 0; i < 4; ++i) {
         const int g = lane / 4, t2 = 2 * (lane % 4);
         r[i] = trans ? at(i, t2, g) | (at(i, t2 + 1, g) << 16) : at(i, g, t2) | (at(i, g, t2 + 1) << 16);
     }
-    __syncthreads();  // everyone has read the addresses before they are reused
+    emu_warp_sync();  // everyone has read the addresses before they are reused
 }
 
 // Runs `kernel()` over `grid` blocks of `block` threads (x only), one block at a time: the threads are
@@ -118,6 +148,11 @@ inline void emu_launch(dim3 grid, dim3 block, F kernel) {
     const int nthreads = (int)(block.x * block.y * block.z);
     std::barrier<> bar(nthreads);
     g_bar = &bar;
+    std::vector<std::unique_ptr<std::barrier<>>> warp_bars;
+    for (int w = 0; w < (nthreads + 31) / 32; ++w) {
+        warp_bars.push_back(std::make_unique<std::barrier<>>(std::min(32, nthreads - 32 * w)));
+    }
+    g_warp_bars = &warp_bars;
     std::vector<std::thread> ts;
     ts.reserve(nthreads);
     for (int t = 0; t < nthreads; ++t) {

@@ -2,7 +2,7 @@
 # Host emulation of the CUDA kernels (no GPU needed): compiles tests/emu/igemm_emu.cpp (implicit-GEMM
 # kernels of src/cuda/conv3d_igemm.cu) and tests/emu/direct_emu.cpp (direct kernels of src/cuda/conv3d.cu),
 # which include the .cu files through tests/emu/cuda_emu.hpp, with g++ (C++20), and runs both.
-# Usage: crates/kernels/tests/emu/run.sh   (exit status 0 when every check passes; ~2 min on 2 cores)
+# Usage: crates/kernels/tests/emu/run.sh   (exit status 0 when every check passes; ~5-7 min on 2 cores)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 flags=(-std=c++20 -O2 -pthread -Wall -Wno-unused-variable -Wno-unused-function -Wno-unknown-pragmas -fno-strict-aliasing)
