@@ -9,7 +9,7 @@
 #             one PASS/FAIL line per test, raw logs in tests_*.log                            (~2 min)
 #   kernels   magseg GPU EDT + HD95 vs CuPy (cupy_edt.py); magseg conv3d on the peer's shapes vs
 #             PyTorch/cuDNN (torch_conv3d.py)                                                  (~1 min)
-#   model     magseg MAG-MS train step (96³, batch 1, 4 modalities; UNETR as the peer, f32 and bf16) and
+#   model     magseg MAG-MS train step (96³, batch 1, 4 modalities; UNETR as the peer, f32, bf16, tf32) and
 #             sliding-window inference of a 240×240×155 four-modality case (model_bench), then
 #             one step and one inference again with --profile (bench_model_profile.jsonl) (~3 min)
 #   peer      ../shared/peers/gpu_peer.py (cuDNN conv3d, MONAI UNETR, the MAG-MS reference step, CuPy
@@ -121,8 +121,9 @@ if stage model; then
   echo "== model: magseg MAG-MS train step and sliding-window inference"
   : > "$OUT/bench_model.jsonl"
   : > "$OUT/bench_model.err"
-  for args in "step --precision f32" "step --precision bf16" "step --backbone unet --precision f32" \
-    "step --backbone unet --precision bf16" "infer --precision f32 --iters 3 --warmup 1" \
+  for args in "step --precision f32" "step --precision bf16" "step --precision tf32" \
+    "step --backbone unet --precision f32" "step --backbone unet --precision bf16" \
+    "step --backbone unet --precision tf32" "infer --precision f32 --iters 3 --warmup 1" \
     "infer --precision bf16 --iters 3 --warmup 1" "infer --precision bf16 --overlap 0.25 --iters 3 --warmup 1"; do
     # shellcheck disable=SC2086
     timeout 240 "$BIN/model_bench" $args --device cuda >> "$OUT/bench_model.jsonl" 2> "$WORK/model_bench.err"

@@ -1,8 +1,8 @@
 # PyTorch/cuDNN peer of crates/kernels/examples/conv_gpu_bench.rs: conv3d N x C -> C channels at S^3
 # (default 2 x 32 at 64^3; run.sh also uses gpu_peer.py's shapes), kernel 3, padding 1, on CUDA device 0;
 # forward, backward-data, backward-weight and forward + backward (median ms over REPS runs after
-# warm-up), strict f32 (TF32 off); for reference the forward with TF32 and forward / forward + backward
-# in bf16. Prints one JSON line. Usage: python3 torch_conv3d.py [REPS [N C S]]
+# warm-up), strict f32 (TF32 off); then the forward and forward + backward with TF32 (magseg's
+# MAGSEG_CONV_CUDA=tf32 keys) and in bf16. Prints one JSON line. Usage: python3 torch_conv3d.py [REPS [N C S]]
 import json
 import sys
 import time
@@ -49,6 +49,7 @@ def main():
     torch.backends.cudnn.allow_tf32 = True
     with torch.no_grad():
         fwd_tf32 = time_ms(lambda: conv(x, w, padding=1), reps)
+    fwd_bwd_tf32 = time_ms(fb, reps)
     xb, wb, dyb = (t.to(torch.bfloat16) for t in (x, w, dy))
     with torch.no_grad():
         fwd_bf16 = time_ms(lambda: conv(xb, wb, padding=1), reps)
@@ -64,7 +65,7 @@ def main():
         "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
         "shape": f"{n}x{c}x{s}^3 k3 p1 f32", "reps": reps, "fwd_ms": r(fwd), "bwd_data_ms": r(bwd_data),
         "bwd_weight_ms": r(bwd_weight), "fwd_bwd_ms": r(fwd_bwd), "fwd_gflops": round(flops / fwd / 1e6, 1),
-        "fwd_tf32_ms": r(fwd_tf32), "bf16_fwd_ms": r(fwd_bf16), "bf16_fwd_bwd_ms": r(fwd_bwd_bf16),
+        "fwd_tf32_ms": r(fwd_tf32), "fwd_bwd_tf32_ms": r(fwd_bwd_tf32), "bf16_fwd_ms": r(fwd_bf16), "bf16_fwd_bwd_ms": r(fwd_bwd_bf16),
     }))
 
 

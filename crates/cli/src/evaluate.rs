@@ -45,7 +45,7 @@ pub struct Args {
     /// With --model: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
-    /// With --model: f32, or bf16 (mixed precision).
+    /// With --model: f32, bf16 (mixed precision) or tf32 (GPU convolutions as tf32).
     #[arg(long, default_value = "f32")]
     pub(crate) precision: String,
     /// Label preset (brats, brats2023, msd-brain, iseg, binary); default: the reference dataset's, else brats.

@@ -59,7 +59,8 @@ pub struct Args {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32, or bf16 (mixed precision: bf16 activations, f32 weights, norms and probabilities).
+    /// f32; bf16 (mixed precision: bf16 activations, f32 weights, norms and probabilities); tf32 (f32
+    /// with the GPU convolutions on tensor cores as tf32).
     #[arg(long, default_value = "f32")]
     precision: String,
 }

@@ -54,7 +54,7 @@ pub struct Job<'a> {
     pub pictures: Option<&'a Path>,
     /// cpu, cuda, cuda:N.
     pub device: &'a str,
-    /// f32 or bf16.
+    /// f32, bf16 or tf32.
     pub precision: Precision,
     /// Sliding-window settings.
     pub window: WindowConfig,

@@ -25,7 +25,8 @@ pub struct Args {
     /// Override train.device (cpu, cuda, cuda:N).
     #[arg(long)]
     device: Option<String>,
-    /// Override train.precision: f32, or bf16 (mixed precision; fastest on GPUs with bf16 tensor cores).
+    /// Override train.precision: f32; bf16 (mixed precision; fastest on GPUs with bf16 tensor cores);
+    /// tf32 (f32 with the GPU convolutions on tensor cores as tf32, PyTorch's default for convolutions).
     #[arg(long)]
     precision: Option<String>,
     /// Override train.time_limit_s (seconds of training, validation included).

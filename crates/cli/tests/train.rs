@@ -98,7 +98,7 @@ fn configuration_errors_stop_before_any_work() {
     expect_error(&cfg, "schedule_by_time needs train.time_limit_s");
     let cfg = config(tmp.path(), &data, "", "");
     let o = magseg(&["train", "--config", &cfg, "--precision", "f16"]);
-    assert!(!o.status.success() && stderr(&o).contains("expected f32 or bf16"), "{}", stderr(&o));
+    assert!(!o.status.success() && stderr(&o).contains("expected f32, bf16 or tf32"), "{}", stderr(&o));
     assert!(!run.exists());
     if !cfg!(feature = "cuda") {
         let o = magseg(&["train", "--config", &cfg, "--device", "cuda"]);

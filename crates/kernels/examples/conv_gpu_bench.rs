@@ -9,11 +9,13 @@
 //! CUDA path (`default_path`: GEMM unless `MAGSEG_CONV_CUDA=direct`); `direct_*`: f32 on the direct
 //! reference kernels; `gemm_*`: f32 on the GEMM kernels; `bf16_*`: bf16 on the GEMM kernels (tensor
 //! cores; forward and backward-data through channels-last staging); `bf16_ncdhw_*`: the same without
-//! the staging (`CudaConvPath::GemmNcdhw`, gathers from NCDHW); `convt_k2s2_ms` / `bf16_convt_k2s2_ms`: conv_transpose3d kernel 2 stride 2, 2 × 32 → 16
+//! the staging (`CudaConvPath::GemmNcdhw`, gathers from NCDHW); `tf32_*`: f32 on tensor cores as
+//! tf32 (`CudaConvPath::GemmTf32`, against cuDNN with TF32 allowed); `convt_k2s2_ms` / `bf16_convt_k2s2_ms`: conv_transpose3d kernel 2 stride 2, 2 × 32 → 16
 //! channels, 32³ → 64³, forward only (GEMM path); `check_*`: at the benchmark shape, the largest
 //! |difference| relative to the largest |value| between the direct f32 result and the GEMM f32
 //! (`check_gemm_{fwd,bwd_data,bwd_weight}`, expect ≲ 1e-5) and GEMM bf16 results
-//! (`check_bf16_*`, inputs rounded to bf16 for both, expect ≲ 1e-2).
+//! (`check_bf16_*`, inputs rounded to bf16 for both, expect ≲ 1e-2) and GEMM tf32 results
+//! (`check_tf32_*`, the same bf16-exact inputs, so expect f32-level differences ≲ 1e-5).
 //!
 //! `cargo run --release -p magseg-kernels --features cuda --example conv_gpu_bench [-- REPS [N C S]]`
 
@@ -92,7 +94,7 @@ fn rel_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f64> {
 
 /// Differences of the three passes at geometry `g`: direct f32 vs GEMM f32 and vs GEMM bf16, on inputs
 /// rounded to bf16 (so all three see the same values).
-fn check_passes(dev: &Device, g: Conv3dGeometry) -> candle_core::Result<[f64; 6]> {
+fn check_passes(dev: &Device, g: Conv3dGeometry) -> candle_core::Result<[f64; 9]> {
     let round = |t: Tensor| t.to_dtype(DType::BF16)?.to_dtype(DType::F32);
     let x = round(Tensor::randn(0f32, 1.0, g.input_shape().to_vec(), dev)?)?;
     let w = round((Tensor::randn(0f32, 1.0, g.weight_shape().to_vec(), dev)? * 0.05)?)?;
@@ -108,10 +110,12 @@ fn check_passes(dev: &Device, g: Conv3dGeometry) -> candle_core::Result<[f64; 6]
     let direct = passes(CudaConvPath::Direct, DType::F32)?;
     let gemm = passes(CudaConvPath::Gemm, DType::F32)?;
     let bf16 = passes(CudaConvPath::Gemm, DType::BF16)?;
-    let mut out = [0.0; 6];
+    let tf32 = passes(CudaConvPath::GemmTf32, DType::F32)?;
+    let mut out = [0.0; 9];
     for i in 0..3 {
         out[i] = rel_diff(&direct[i], &gemm[i])?;
         out[3 + i] = rel_diff(&direct[i], &bf16[i])?;
+        out[6 + i] = rel_diff(&direct[i], &tf32[i])?;
     }
     Ok(out)
 }
@@ -137,6 +141,7 @@ fn main() -> candle_core::Result<()> {
     let gemm = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Gemm)?;
     let bf16 = time_passes(&dev, reps, g, DType::BF16, CudaConvPath::Gemm)?;
     let bf16_ncdhw = time_passes(&dev, reps, g, DType::BF16, CudaConvPath::GemmNcdhw)?;
+    let tf32 = time_passes(&dev, reps, g, DType::F32, CudaConvPath::GemmTf32)?;
     let convt = time_convt(&dev, reps, DType::F32)?;
     let bf16_convt = time_convt(&dev, reps, DType::BF16)?;
     let check = check_passes(&dev, g)?;
@@ -146,10 +151,10 @@ fn main() -> candle_core::Result<()> {
         names.iter().zip(t).map(|(n, v)| format!("\"{prefix}{n}\":{}", r(*v))).collect::<Vec<_>>().join(",")
     };
     println!(
-        "{{\"shape\":\"{n}x{c}x{size}^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},{},\
+        "{{\"shape\":\"{n}x{c}x{size}^3 k3 p1 f32\",\"reps\":{reps},\"default_path\":\"{:?}\",{},\"fwd_gflops\":{},{},{},{},{},{},\
          \"bf16_fwd_gflops\":{},\"convt_k2s2_ms\":{},\"bf16_convt_k2s2_ms\":{},\"check_gemm_fwd\":{},\
          \"check_gemm_bwd_data\":{},\"check_gemm_bwd_weight\":{},\"check_bf16_fwd\":{},\"check_bf16_bwd_data\":{},\
-         \"check_bf16_bwd_weight\":{}}}",
+         \"check_bf16_bwd_weight\":{},\"check_tf32_fwd\":{},\"check_tf32_bwd_data\":{},\"check_tf32_bwd_weight\":{}}}",
         CudaConvPath::Auto.resolve(),
         keys("", &default),
         gflops(default[0]),
@@ -157,6 +162,7 @@ fn main() -> candle_core::Result<()> {
         keys("gemm_", &gemm),
         keys("bf16_", &bf16),
         keys("bf16_ncdhw_", &bf16_ncdhw),
+        keys("tf32_", &tf32),
         gflops(bf16[0]),
         r(convt),
         r(bf16_convt),
@@ -165,7 +171,10 @@ fn main() -> candle_core::Result<()> {
         json(check[2]),
         json(check[3]),
         json(check[4]),
-        json(check[5])
+        json(check[5]),
+        json(check[6]),
+        json(check[7]),
+        json(check[8])
     );
     Ok(())
 }

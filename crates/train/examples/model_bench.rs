@@ -12,7 +12,7 @@
 //!
 //! Options: `--device cpu|cuda|cuda:N` (cpu), `--backbone unetr|unet` (unetr, MONAI's sizes as the
 //! peer), `--size S` (96, the patch / window side), `--batch B` (1), `--modalities M` (4),
-//! `--precision f32|bf16` (f32), `--iters N` (5), `--warmup N` (2), and for `infer`
+//! `--precision f32|bf16|tf32` (f32), `--iters N` (5), `--warmup N` (2), and for `infer`
 //! `--dims I,J,K` (240,240,155), `--overlap F` (0.5), `--windows N` (4, windows per batch), and
 //! `--profile` (off).
 //! Host memory is tuned as in the `magseg` binary (`magseg_kernels::alloc::keep_freed_memory`) unless
@@ -141,6 +141,7 @@ fn model(o: &Opts, device: &Device) -> Res<MagMs> {
         ..MagMsConfig::default()
     };
     let mut net = MagMs::with_seed(config, device, 0)?;
+    o.precision.apply()?;
     net.set_compute_dtype(o.precision.dtype())?;
     Ok(net)
 }
@@ -325,6 +326,7 @@ fn main() -> Res {
         match o.precision {
             Precision::F32 => "fp32",
             Precision::Bf16 => "bf16",
+            Precision::Tf32 => "tf32",
         }
     );
     let mut res = serde_json::Map::new();

@@ -323,14 +323,45 @@ pub enum Precision {
     F32,
     /// bf16 activations with f32 parameters, norms and losses (PyTorch's autocast to bf16).
     Bf16,
+    /// f32, with the convolutions on a GPU's tensor cores as tf32 (operands rounded to 10 mantissa
+    /// bits, f32 sums; [`magseg_kernels::CudaConvPath::GemmTf32`]), as PyTorch runs f32 convolutions
+    /// by default. The same as `F32` on the CPU. The choice holds for the whole process.
+    Tf32,
 }
 
 impl Precision {
     /// The activations' dtype.
     pub fn dtype(self) -> candle_core::DType {
         match self {
-            Precision::F32 => candle_core::DType::F32,
+            Precision::F32 | Precision::Tf32 => candle_core::DType::F32,
             Precision::Bf16 => candle_core::DType::BF16,
+        }
+    }
+
+    /// Makes the process's convolutions follow this precision: `Tf32` selects the tf32 kernels for
+    /// every later convolution on a GPU ([`magseg_kernels::CudaConvPath::set_process_default`]);
+    /// the other precisions change nothing. An error when the process already fixed another
+    /// convolution path (an earlier run in this process, or `MAGSEG_CONV_CUDA` read already).
+    pub fn apply(self) -> Result<()> {
+        use magseg_kernels::CudaConvPath;
+        if self != Precision::Tf32 {
+            return Ok(());
+        }
+        match CudaConvPath::set_process_default(CudaConvPath::GemmTf32) {
+            CudaConvPath::GemmTf32 => Ok(()),
+            other => Err(TrainError::Config(format!(
+                "precision tf32: this process already runs its GPU convolutions on the {other:?} path \
+                 (set MAGSEG_CONV_CUDA=tf32, or use tf32 from the start of the process)"
+            ))),
+        }
+    }
+
+    /// The name used in options and reports: `f32`, `bf16` or `tf32`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::Tf32 => "tf32",
         }
     }
 }
@@ -342,7 +373,8 @@ impl std::str::FromStr for Precision {
         match s {
             "f32" | "fp32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
-            _ => Err(TrainError::Config(format!("precision '{s}': expected f32 or bf16"))),
+            "tf32" => Ok(Precision::Tf32),
+            _ => Err(TrainError::Config(format!("precision '{s}': expected f32, bf16 or tf32"))),
         }
     }
 }

@@ -75,8 +75,10 @@ impl Predictor {
         Ok(Self { model, preprocess, preset })
     }
 
-    /// Computes in `precision` from now on (f32 after [`Predictor::load`]).
+    /// Computes in `precision` from now on (f32 after [`Predictor::load`]; `tf32` holds for the
+    /// whole process, see [`crate::Precision::apply`]).
     pub fn set_precision(&mut self, precision: crate::Precision) -> Result<()> {
+        precision.apply()?;
         Ok(self.model.set_compute_dtype(precision.dtype())?)
     }
 

@@ -192,6 +192,7 @@ pub fn train(config: &TrainConfig, opts: &TrainOptions, obs: &mut dyn Observer) 
         (model, optim, state)
     };
     let mut model = model;
+    config.train.precision.apply()?;
     model.set_compute_dtype(config.train.precision.dtype())?;
     let setup = Setup { model, optim, state, train: Arc::new(train_cache), val, preset: plan.preset, steps_per_epoch };
     run(config, opts, obs, setup, &device)
