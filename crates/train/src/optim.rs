@@ -194,13 +194,13 @@ impl Adam {
         for (i, g) in gs.into_iter().enumerate() {
             let Some(g) = g else { continue };
             let p = self.vars[i].1.as_tensor();
-            let state = match self.moments[i].take() {
-                Some(s) => s,
-                None => Var::zeros((rows, p.elem_count()), DType::F32, p.device())?,
+            // A handle to the state, updated in place (an error part-way keeps it where it is).
+            let state = match &self.moments[i] {
+                Some(s) => s.clone(),
+                None => self.moments[i].insert(Var::zeros((rows, p.elem_count()), DType::F32, p.device())?).clone(),
             };
             optim::adam_moments(&state, &g, p, &hyper)?;
             optim::adam_apply(p, &state, &hyper)?;
-            self.moments[i] = Some(state);
             updated += 1;
         }
         Ok(StepInfo { grad_norm: norm, updated })
