@@ -39,6 +39,9 @@ pub(crate) mod activation;
 pub(crate) mod norm;
 pub(crate) mod optim;
 pub(crate) mod rows;
+mod staging;
+
+use staging::{stage_channels_last, to_channels_last};
 
 /// PTX of `conv3d.cu` (direct kernels), compiled by build.rs with nvcc.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/conv3d.ptx"));
@@ -235,84 +238,6 @@ fn int_arg(op: &'static str, v: usize) -> Result<i32, KernelsError> {
     i32::try_from(v).map_err(|_| KernelsError::Shape { op, msg: format!("size {v} is too large for the GPU kernels") })
 }
 
-/// The staging kernel `base` (`to_channels_last`, `reorder_weight`) for elements of `T`: `{base}_bf16`
-/// for a 16-bit slice type, `{base}_f32` otherwise (the f32 one); the kernels move raw values.
-fn staging_kernel<T>(base: &str) -> String {
-    format!("{base}_{}", if std::mem::size_of::<T>() == 2 { "bf16" } else { "f32" })
-}
-
-/// A channels-last copy `[b][voxel][c]` of the `batch × channels × vol` tensor `src`
-/// (`to_channels_last_{bf16,f32}`; `T` is the bf16 or f32 slice type).
-fn to_channels_last<T: DeviceRepr + ValidAsZeroBits>(
-    op: &'static str,
-    dev: &CudaDevice,
-    src: &CudaView<'_, T>,
-    (batch, channels, vol): (usize, usize, usize),
-) -> candle_core::Result<CudaSlice<T>> {
-    if src.len() != batch * channels * vol {
-        return Err(
-            KernelsError::Shape { op, msg: format!("{} values for {batch}×{channels}×{vol}", src.len()) }.into()
-        );
-    }
-    let cfg = LaunchConfig {
-        grid_dim: (grid_dim(op, vol.div_ceil(32))?, grid_dim(op, channels.div_ceil(32))?, grid_dim(op, batch)?),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    if cfg.grid_dim.1 > 65535 || cfg.grid_dim.2 > 65535 {
-        return Err(KernelsError::Shape { op, msg: format!("{channels} channels or batch {batch} too large") }.into());
-    }
-    // SAFETY: uninitialised device memory of `src.len()` elements; the kernel below writes every one
-    // (each (b, v, c) with c < C, v < vol once) before anything reads it.
-    let dst = unsafe { dev.alloc::<T>(src.len()) }?;
-    let f = dev.get_or_load_custom_func(&staging_kernel::<T>("to_channels_last"), MODULE_GEMM, PTX_GEMM)?;
-    let mut b = f.builder();
-    let (c, vol64) = (int_arg(op, channels)?, vol as i64);
-    b.arg(src).arg(&dst).arg(&c).arg(&vol64);
-    // SAFETY: to_channels_last_{bf16,f32}(const T* src, T* dst, int C, long long vol) with T of the
-    // size of the slice type (staging_kernel), 256 threads,
-    // static shared memory: block (bx, by, bz) reads src[bz][c][v] and writes dst[bz][v][c] only for
-    // c < C, v < vol, and the grid's z is the batch, so both stay inside the batch·C·vol elements that
-    // `src` (checked above) and `dst` (its length) hold.
-    unsafe { b.launch(cfg) }.w()?;
-    Ok(dst)
-}
-
-/// The channels-last staging copies of a bf16 or f32 forward (`transposed` false: `src` = x, channels
-/// Ci) or backward-data (`src` = dy, channels Co) pass for the `_cl` kernels: `src` as `[b][voxel][c]`
-/// and the GEMM A operand `[row][tap][c]` from the weight `[Co][Ci][taps]` (`reorder_weight_*`).
-fn stage_channels_last<T: DeviceRepr + ValidAsZeroBits>(
-    op: &'static str,
-    dev: &CudaDevice,
-    src: &CudaView<'_, T>,
-    w: &CudaView<'_, T>,
-    g: &Conv3dGeometry,
-    transposed: bool,
-) -> candle_core::Result<(CudaSlice<T>, CudaSlice<T>)> {
-    let (channels, vol) =
-        if transposed { (g.out_channels, g.output_volume()) } else { (g.in_channels, g.input_volume()) };
-    let src_cl = to_channels_last(op, dev, src, (g.batch, channels, vol))?;
-    let (taps, ci, co) = (int_arg(op, g.kernel_volume())?, int_arg(op, g.in_channels)?, int_arg(op, g.out_channels)?);
-    if w.len() != g.weight_len() {
-        return Err(KernelsError::Shape { op, msg: format!("{} weight values for {g:?}", w.len()) }.into());
-    }
-    // SAFETY: uninitialised device memory of `w.len()` elements; the kernel below writes every index
-    // i < co·ci·taps = w.len() before anything reads it.
-    let w_cl = unsafe { dev.alloc::<T>(w.len()) }?;
-    let blocks = grid_dim(op, w.len().div_ceil(BLOCK as usize).min(65535))?;
-    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
-    let f = dev.get_or_load_custom_func(&staging_kernel::<T>("reorder_weight"), MODULE_GEMM, PTX_GEMM)?;
-    let mut b = f.builder();
-    let tr = i32::from(transposed);
-    b.arg(w).arg(&w_cl).arg(&co).arg(&ci).arg(&taps).arg(&tr);
-    // SAFETY: reorder_weight_{bf16,f32}(const T* w, T* out, int co, int ci, int taps, int transposed),
-    // T of the size of the slice type (staging_kernel):
-    // a grid-stride loop over i < co·ci·taps, reading w at a (c, m, t) index below co·ci·taps and
-    // writing out[i]; `w` holds exactly co·ci·taps values (checked above) and `w_cl` as many.
-    unsafe { b.launch(cfg) }.w()?;
-    Ok((src_cl, w_cl))
-}
-
 /// The 18 geometry ints every kernel takes (see the header of conv3d.cu), or an error when a size
 /// does not fit an `i32`.
 fn geometry_args(op: &'static str, g: &Conv3dGeometry) -> Result<[i32; 18], KernelsError> {
@@ -464,6 +389,33 @@ fn run_elementwise<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), Shape::from(shape.to_vec())))
 }
 
+/// A forward (`transposed` false: `src` = x) or backward-data (`src` = dy) pass on the tensor-core
+/// kernels `kernel` = `igemm_{fwd,bwd_data}_{bf16,tf32}`: `{kernel}_cl` on channels-last staging copies
+/// when [`use_channels_last`] allows it with `vector` values per 16-byte load, else `kernel` on NCDHW.
+#[allow(clippy::too_many_arguments)]
+fn run_mma_pass<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
+    op: &'static str,
+    (kernel, vector): (&str, usize),
+    dev: &CudaDevice,
+    src: &CudaView<'_, T>,
+    w: &CudaView<'_, T>,
+    g: &Conv3dGeometry,
+    path: CudaConvPath,
+    transposed: bool,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let (work, shape) = if transposed {
+        ((g.in_channels, g.input_volume()), g.input_shape())
+    } else {
+        ((g.out_channels, g.output_volume()), g.output_shape())
+    };
+    if use_channels_last(path, g, transposed, vector) {
+        let (src_cl, w_cl) = stage_channels_last(op, dev, src, w, g, transposed)?;
+        run_igemm(op, &format!("{kernel}_cl"), MMA_THREADS, dev, &src_cl.as_view(), &w_cl.as_view(), g, work, shape)
+    } else {
+        run_igemm(op, kernel, MMA_THREADS, dev, src, w, g, work, shape)
+    }
+}
+
 /// [`crate::Conv3d`] on the GPU: `(x, w)` → `y`.
 pub(crate) fn forward(
     op: &'static str,
@@ -481,13 +433,7 @@ pub(crate) fn forward(
         (CudaStorageSlice::F32(x), CudaStorageSlice::F32(w)) => {
             let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
             if gemm && tf32(path) {
-                if use_channels_last(path, g, false, CL_VECTOR_F32) {
-                    let (x_cl, w_cl) = stage_channels_last(op, dev, &x, &w, g, false)?;
-                    let (x_cl, w_cl) = (x_cl.as_view(), w_cl.as_view());
-                    run_igemm(op, "igemm_fwd_tf32_cl", MMA_THREADS, dev, &x_cl, &w_cl, g, work, g.output_shape())
-                } else {
-                    run_igemm(op, "igemm_fwd_tf32", MMA_THREADS, dev, &x, &w, g, work, g.output_shape())
-                }
+                run_mma_pass(op, ("igemm_fwd_tf32", CL_VECTOR_F32), dev, &x, &w, g, path, false)
             } else if gemm {
                 run_igemm(op, "igemm_fwd_f32", F32_THREADS, dev, &x, &w, g, work, g.output_shape())
             } else {
@@ -496,13 +442,7 @@ pub(crate) fn forward(
         }
         (CudaStorageSlice::BF16(x), CudaStorageSlice::BF16(w)) if gemm => {
             let (x, w) = (view(op, x, l1, &xd)?, view(op, w, l2, &wd)?);
-            if use_channels_last(path, g, false, CL_VECTOR) {
-                let (x_cl, w_cl) = stage_channels_last(op, dev, &x, &w, g, false)?;
-                let (x_cl, w_cl) = (x_cl.as_view(), w_cl.as_view());
-                run_igemm(op, "igemm_fwd_bf16_cl", MMA_THREADS, dev, &x_cl, &w_cl, g, work, g.output_shape())
-            } else {
-                run_igemm(op, "igemm_fwd_bf16", MMA_THREADS, dev, &x, &w, g, work, g.output_shape())
-            }
+            run_mma_pass(op, ("igemm_fwd_bf16", CL_VECTOR), dev, &x, &w, g, path, false)
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| forward(op, g, path, a, b)),
     }
@@ -533,13 +473,7 @@ pub(crate) fn backward_data(
             if one_tap {
                 run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_f32"), dev, &dy, &w, g, work, g.input_shape())
             } else if gemm && tf32(path) {
-                if use_channels_last(path, g, true, CL_VECTOR_F32) {
-                    let (dy_cl, w_cl) = stage_channels_last(op, dev, &dy, &w, g, true)?;
-                    let (dy_cl, w_cl) = (dy_cl.as_view(), w_cl.as_view());
-                    run_igemm(op, "igemm_bwd_data_tf32_cl", MMA_THREADS, dev, &dy_cl, &w_cl, g, work, g.input_shape())
-                } else {
-                    run_igemm(op, "igemm_bwd_data_tf32", MMA_THREADS, dev, &dy, &w, g, work, g.input_shape())
-                }
+                run_mma_pass(op, ("igemm_bwd_data_tf32", CL_VECTOR_F32), dev, &dy, &w, g, path, true)
             } else if gemm {
                 run_igemm(op, "igemm_bwd_data_f32", F32_THREADS, dev, &dy, &w, g, work, g.input_shape())
             } else {
@@ -550,12 +484,8 @@ pub(crate) fn backward_data(
             let (dy, w) = (view(op, dy, l1, &yd)?, view(op, w, l2, &wd)?);
             if one_tap {
                 run_elementwise(op, one_tap_kernel("nooverlap_bwd_data_bf16"), dev, &dy, &w, g, work, g.input_shape())
-            } else if use_channels_last(path, g, true, CL_VECTOR) {
-                let (dy_cl, w_cl) = stage_channels_last(op, dev, &dy, &w, g, true)?;
-                let (dy_cl, w_cl) = (dy_cl.as_view(), w_cl.as_view());
-                run_igemm(op, "igemm_bwd_data_bf16_cl", MMA_THREADS, dev, &dy_cl, &w_cl, g, work, g.input_shape())
             } else {
-                run_igemm(op, "igemm_bwd_data_bf16", MMA_THREADS, dev, &dy, &w, g, work, g.input_shape())
+                run_mma_pass(op, ("igemm_bwd_data_bf16", CL_VECTOR), dev, &dy, &w, g, path, true)
             }
         }
         _ => via_f32(op, (s1, l1), (s2, l2), |a, b| backward_data(op, g, path, a, b)),
