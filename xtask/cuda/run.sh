@@ -5,7 +5,7 @@
 #   ./run.sh OUTDIR [STAGE...]     default stages: tests kernels model peer phantom (~12 min);
 #                                  `all` adds accuracy (~22 min in all)
 #
-#   tests     every CPU-against-GPU equality test (cuda_edt, cuda_conv, cuda_model): OUTDIR/tests.txt holds
+#   tests     every CPU-against-GPU equality test (cuda_edt, cuda_conv, cuda_model[_tf32]): OUTDIR/tests.txt holds
 #             one PASS/FAIL line per test, raw logs in tests_*.log                            (~2 min)
 #   kernels   magseg GPU EDT + HD95 vs CuPy (cupy_edt.py); magseg conv3d on the peer's shapes vs
 #             PyTorch/cuDNN (torch_conv3d.py)                                                  (~1 min)
@@ -53,7 +53,7 @@ stage() { has "$1" && echo "$(date +%T) stage $1" >> "$OUT/times.txt"; }
 
 # Unpack and check the binaries the stages need.
 BINS=""
-has tests && BINS="$BINS cuda_edt cuda_conv cuda_model"
+has tests && BINS="$BINS cuda_edt cuda_conv cuda_model cuda_model_tf32"
 has kernels && BINS="$BINS edt_gpu_bench conv_gpu_bench"
 has model && BINS="$BINS model_bench"
 { has phantom || has accuracy; } && BINS="$BINS magseg"
@@ -81,9 +81,9 @@ FAILED=0
 fail() { echo "FAILED: $*"; FAILED=1; }
 
 if stage tests; then
-  echo "== tests (cuda_edt, cuda_conv, cuda_model) -> $OUT/tests.txt"
+  echo "== tests (cuda_edt, cuda_conv, cuda_model, cuda_model_tf32) -> $OUT/tests.txt"
   : > "$OUT/tests.txt"
-  for t in cuda_edt cuda_conv cuda_model; do
+  for t in cuda_edt cuda_conv cuda_model cuda_model_tf32; do
     timeout 300 "$BIN/$t" --test-threads=1 --nocapture > "$OUT/tests_$t.log" 2>&1
     rc=$?
     # With --nocapture a test's own output sits between `test NAME ... ` and its `ok` / `FAILED`.

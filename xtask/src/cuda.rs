@@ -72,10 +72,11 @@ fn parse_exports(text: &str) -> Vec<(String, String)> {
 }
 
 /// The GPU binaries of the bundle: (cargo target kind, target name).
-const TARGETS: [(&str, &str); 7] = [
+const TARGETS: [(&str, &str); 8] = [
     ("test", "cuda_edt"),
     ("test", "cuda_conv"),
     ("test", "cuda_model"),
+    ("test", "cuda_model_tf32"),
     ("example", "edt_gpu_bench"),
     ("example", "conv_gpu_bench"),
     ("example", "model_bench"),
@@ -173,7 +174,7 @@ fn accuracy_data(out: &Path, shared: &Path) -> Result<(), String> {
 }
 
 /// `gpu-bundle [--out DIR] [--env DIR]`: build (release, feature `cuda`, one cargo invocation) the GPU
-/// test binaries (metrics `cuda_edt`, kernels `cuda_conv`, model `cuda_model`), the benchmarks
+/// test binaries (metrics `cuda_edt`, kernels `cuda_conv`, model `cuda_model` and `cuda_model_tf32`), the benchmarks
 /// (`edt_gpu_bench`, `conv_gpu_bench`, `model_bench`) and `magseg`, strip them, xz the large ones
 /// (`NAME.xz`; run.sh unpacks them), and put them into DIR (default `out/gpu-bundle`) with run.sh,
 /// summary.py, the peers (cupy_edt.py, torch_conv3d.py, ../shared/peers/{gpu_peer,magms_unet_ref}.py

@@ -10,10 +10,13 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use magseg_model::{MagMs, MagMsConfig};
+use magseg_model::MagMsConfig;
 
 mod common;
-use common::{check_bf16, max_abs, max_rel, max_rel_to, noise, unet, unetr, GradTol, UNETR_GRAD, UNET_GRAD};
+use common::{
+    compare_gpu_reduced, gpu_case, max_abs, max_rel, max_rel_to, train_pass, unet, unetr, GradTol, LOGIT_TOL,
+    UNETR_GRAD, UNET_GRAD,
+};
 
 /// Relative tolerance, of the largest |value| of the CPU tensor (deeper than one conv: instance norms
 /// and several convolutions in a row amplify f32 rounding differences).
@@ -35,43 +38,11 @@ fn grad_scale(name: &str, grad: &Tensor, by_name: &HashMap<&str, &Tensor>) -> f3
     }
 }
 
-/// Training forward on `dev` in `dtype`, loss `Σ_outputs sum(logits · r)`, backward; returns the
-/// logits (fused first) and the gradients by variable name.
-fn run(
-    config: &MagMsConfig,
-    dev: &Device,
-    dtype: DType,
-    inputs: &[Tensor],
-    r: &Tensor,
-) -> (Vec<Tensor>, Vec<(String, Tensor)>) {
-    let mut model = MagMs::with_seed(config.clone(), dev, 7).unwrap();
-    model.set_compute_dtype(dtype).unwrap();
-    let xs: Vec<Option<Tensor>> = inputs.iter().map(|x| Some(x.to_device(dev).unwrap())).collect();
-    let out = model.forward(&xs, true).unwrap();
-    let r = r.to_device(dev).unwrap();
-    let mut logits = vec![out.fused.clone()];
-    logits.extend(out.modalities.iter().map(|m| m.logits.clone()));
-    let mut loss = Tensor::zeros((), DType::F32, dev).unwrap();
-    for l in &logits {
-        loss = (loss + (l * &r).unwrap().sum_all().unwrap()).unwrap();
-    }
-    let grads = loss.backward().unwrap();
-    let mut g: Vec<(String, Tensor)> = model
-        .trainable_vars()
-        .into_iter()
-        .map(|(name, v)| (name.clone(), grads.get(&v).unwrap_or_else(|| panic!("no gradient for {name}")).clone()))
-        .collect();
-    g.sort_by(|a, b| a.0.cmp(&b.0));
-    (logits, g)
-}
-
 /// The f32 CPU network against the f32 GPU network, per tensor within [`TOL`].
 fn compare_f32(config: MagMsConfig) {
-    let gpu = Device::new_cuda(0).expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
-    let inputs: Vec<Tensor> = (0..2).map(|m| noise(&[2, 1, 16, 16, 16], m + 1)).collect();
-    let r = noise(&[2, 3, 16, 16, 16], 9);
-    let (lc, gc) = run(&config, &Device::Cpu, DType::F32, &inputs, &r);
-    let (lg, gg) = run(&config, &gpu, DType::F32, &inputs, &r);
+    let (gpu, inputs, r) = gpu_case();
+    let (lc, gc) = train_pass(&config, &Device::Cpu, DType::F32, &inputs, &r);
+    let (lg, gg) = train_pass(&config, &gpu, DType::F32, &inputs, &r);
     assert_eq!(lc.len(), 3, "fused + 2 modality outputs");
     for (i, (a, b)) in lc.iter().zip(&lg).enumerate() {
         let e = max_rel(&format!("logits {i}"), a, b, TOL);
@@ -90,12 +61,7 @@ fn compare_f32(config: MagMsConfig) {
 
 /// The f32 CPU network against bf16 on the GPU.
 fn compare_bf16(config: MagMsConfig, tol: GradTol) {
-    let gpu = Device::new_cuda(0).expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
-    let inputs: Vec<Tensor> = (0..2).map(|m| noise(&[2, 1, 16, 16, 16], m + 1)).collect();
-    let r = noise(&[2, 3, 16, 16, 16], 9);
-    let (lc, gc) = run(&config, &Device::Cpu, DType::F32, &inputs, &r);
-    let (lg, gg) = run(&config, &gpu, DType::BF16, &inputs, &r);
-    check_bf16(&lc, &gc, &lg, &gg, tol);
+    compare_gpu_reduced(config, DType::BF16, LOGIT_TOL, tol);
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! Shared by the bf16 tests (precision.rs on the CPU, cuda_model.rs on the GPU): the tiny MAG-MS
-//! configurations, deterministic inputs, and the comparison of a bf16 run with the f32 reference
-//! within the bounds PyTorch's own autocast shows (tests/golden/bf16_autocast_torch.py).
+//! Shared by the bf16 tests (precision.rs on the CPU, cuda_model.rs and cuda_model_tf32.rs on the
+//! GPU): the tiny MAG-MS configurations, deterministic inputs, one training forward and backward, and
+//! the comparison of a reduced-precision run with the f32 reference within the bounds PyTorch's own
+//! autocast shows (tests/golden/bf16_autocast_torch.py).
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor};
-use magseg_model::{MagMsConfig, ModelKind};
+use magseg_model::{MagMs, MagMsConfig, ModelKind};
 
 /// Bounds calibrated on PyTorch's own autocast to bf16 for the same architectures
 /// (tests/golden/bf16_autocast_torch.py: logits move by 1–2 % of their largest value; parameter
@@ -99,15 +100,45 @@ pub fn noise(shape: &[usize], seed: u64) -> Tensor {
 }
 
 /// Asserts that the bf16 run (`l16` logits, `g16` named gradients) matches the f32 reference
-/// (`l32`, `g32`): logits within [`LOGIT_TOL`] and not bit-identical (bf16 really ran), every
-/// gradient finite, all gradients as one vector and the median tensor within `tol`. With
-/// `MAGSEG_SHOW_ERRORS` set it prints every tensor's error.
+/// (`l32`, `g32`): [`check_reduced`] with the logit bound [`LOGIT_TOL`].
 pub fn check_bf16(l32: &[Tensor], g32: &[(String, Tensor)], l16: &[Tensor], g16: &[(String, Tensor)], tol: GradTol) {
+    check_reduced(l32, g32, l16, g16, LOGIT_TOL, tol);
+}
+
+/// The devices and data of the CPU-against-GPU comparisons: CUDA device 0 (the test fails without
+/// one), two modality inputs (batch 2, 16³) and the loss weights `r` of [`train_pass`].
+pub fn gpu_case() -> (Device, Vec<Tensor>, Tensor) {
+    let gpu = Device::new_cuda(0).expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
+    let inputs: Vec<Tensor> = (0..2).map(|m| noise(&[2, 1, 16, 16, 16], m + 1)).collect();
+    (gpu, inputs, noise(&[2, 3, 16, 16, 16], 9))
+}
+
+/// The f32 CPU network against the same network on the GPU computing in `dtype` (bf16, or f32 on
+/// whatever convolution path the process uses): [`check_reduced`] with `logit_tol` and `tol`.
+pub fn compare_gpu_reduced(config: MagMsConfig, dtype: DType, logit_tol: f32, tol: GradTol) {
+    let (gpu, inputs, r) = gpu_case();
+    let (lc, gc) = train_pass(&config, &Device::Cpu, DType::F32, &inputs, &r);
+    let (lg, gg) = train_pass(&config, &gpu, dtype, &inputs, &r);
+    check_reduced(&lc, &gc, &lg, &gg, logit_tol, tol);
+}
+
+/// Asserts that a reduced-precision run (`l16` logits, `g16` named gradients) matches the f32
+/// reference (`l32`, `g32`): logits within `logit_tol` of their largest value and not bit-identical
+/// (the reduced precision really ran), every gradient finite, all gradients as one vector and the
+/// median tensor within `tol`. With `MAGSEG_SHOW_ERRORS` set it prints every tensor's error.
+pub fn check_reduced(
+    l32: &[Tensor],
+    g32: &[(String, Tensor)],
+    l16: &[Tensor],
+    g16: &[(String, Tensor)],
+    logit_tol: f32,
+    tol: GradTol,
+) {
     assert_eq!(l32.len(), l16.len());
     for (i, (a, b)) in l32.iter().zip(l16).enumerate() {
-        let e = max_rel(&format!("logits {i}"), a, b, LOGIT_TOL);
+        let e = max_rel(&format!("logits {i}"), a, b, logit_tol);
         eprintln!("logits {i}: relative error {e:.2e}");
-        assert_ne!(flat(a), flat(b), "logits {i}: bf16 gave exactly the f32 result");
+        assert_ne!(flat(a), flat(b), "logits {i}: the reduced precision gave exactly the f32 result");
     }
     assert_eq!(g32.len(), g16.len());
     let (mut all32, mut all16, mut per_tensor) = (Vec::new(), Vec::new(), Vec::new());
@@ -115,7 +146,7 @@ pub fn check_bf16(l32: &[Tensor], g32: &[(String, Tensor)], l16: &[Tensor], g16:
         assert_eq!(na, nb);
         assert_eq!(a.dims(), b.dims(), "gradient of {na}: shapes differ");
         let (a, b) = (flat(a), flat(b));
-        assert!(b.iter().all(|v| v.is_finite()), "gradient of {na}: not finite in bf16");
+        assert!(b.iter().all(|v| v.is_finite()), "gradient of {na}: not finite in reduced precision");
         if a.iter().any(|&v| v != 0.0) {
             per_tensor.push(l2_rel(&a, &b));
             if std::env::var_os("MAGSEG_SHOW_ERRORS").is_some() {
@@ -129,6 +160,36 @@ pub fn check_bf16(l32: &[Tensor], g32: &[(String, Tensor)], l16: &[Tensor], g16:
     per_tensor.sort_by(f32::total_cmp);
     let median = per_tensor[per_tensor.len() / 2];
     eprintln!("{} gradients: all as one vector {global:.3}, median per tensor {median:.3}", g32.len());
-    assert!(global <= tol.all, "‖bf16 − f32‖ / ‖f32‖ over all gradients = {global} > {}", tol.all);
+    assert!(global <= tol.all, "‖reduced − f32‖ / ‖f32‖ over all gradients = {global} > {}", tol.all);
     assert!(median <= tol.median, "median gradient error {median} > {}", tol.median);
+}
+
+/// Training forward on `dev` in `dtype`, loss `Σ_outputs sum(logits · r)`, backward; returns the
+/// logits (fused first) and the gradients by variable name.
+pub fn train_pass(
+    config: &MagMsConfig,
+    dev: &Device,
+    dtype: DType,
+    inputs: &[Tensor],
+    r: &Tensor,
+) -> (Vec<Tensor>, Vec<(String, Tensor)>) {
+    let mut model = MagMs::with_seed(config.clone(), dev, 7).unwrap();
+    model.set_compute_dtype(dtype).unwrap();
+    let xs: Vec<Option<Tensor>> = inputs.iter().map(|x| Some(x.to_device(dev).unwrap())).collect();
+    let out = model.forward(&xs, true).unwrap();
+    let r = r.to_device(dev).unwrap();
+    let mut logits = vec![out.fused.clone()];
+    logits.extend(out.modalities.iter().map(|m| m.logits.clone()));
+    let mut loss = Tensor::zeros((), DType::F32, dev).unwrap();
+    for l in &logits {
+        loss = (loss + (l * &r).unwrap().sum_all().unwrap()).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+    let mut g: Vec<(String, Tensor)> = model
+        .trainable_vars()
+        .into_iter()
+        .map(|(name, v)| (name.clone(), grads.get(&v).unwrap_or_else(|| panic!("no gradient for {name}")).clone()))
+        .collect();
+    g.sort_by(|a, b| a.0.cmp(&b.0));
+    (logits, g)
 }
