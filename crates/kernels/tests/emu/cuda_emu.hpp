@@ -67,33 +67,37 @@ struct EmuWarpStage {
 };
 inline EmuWarpStage g_emu_stage[32];
 
-inline float emu_bf16(unsigned reg, int hi) { return __uint_as_float((hi ? (reg >> 16) : (reg & 0xffffu)) << 16); }
-
-inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigned* b) {
+// One m16n8kK mma of the calling warp: stages every lane's fragment registers, then lane computes its
+// C elements (e: row groupID + 8 * (e >> 1), col 2 tig + (e & 1)) with A(stage, row, k) and
+// B(stage, k, col) reading the staged registers.
+template <int K, class FA, class FB>
+inline void emu_mma(float* c, const unsigned* a, const unsigned* b, FA A, FB B) {
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     for (int r = 0; r < 4; ++r) g_emu_stage[warp].a[lane][r] = a[r];
     for (int r = 0; r < 2; ++r) g_emu_stage[warp].b[lane][r] = b[r];
     emu_warp_sync();
     const EmuWarpStage& s = g_emu_stage[warp];
-    auto A = [&](int row, int k) {
-        const int l = (row % 8) * 4 + (k % 8) / 2;
-        const int r = (row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0);
-        return emu_bf16(s.a[l][r], k % 2);
-    };
-    auto B = [&](int k, int col) {
-        const int l = col * 4 + (k % 8) / 2;
-        return emu_bf16(s.b[l][k >= 8 ? 1 : 0], k % 2);
-    };
     const int g = lane / 4, tg = lane % 4;
     float out[4];
     for (int e = 0; e < 4; ++e) {
         const int row = g + 8 * (e >> 1), col = 2 * tg + (e & 1);
         float acc = c[e];
-        for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+        for (int k = 0; k < K; ++k) acc += A(s, row, k) * B(s, k, col);
         out[e] = acc;
     }
     emu_warp_sync();  // everyone has read the stage before it is reused
     for (int e = 0; e < 4; ++e) c[e] = out[e];
+}
+
+inline float emu_bf16(unsigned reg, int hi) { return __uint_as_float((hi ? (reg >> 16) : (reg & 0xffffu)) << 16); }
+
+inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigned* b) {
+    emu_mma<16>(
+        c, a, b,
+        [](const EmuWarpStage& s, int row, int k) {
+            return emu_bf16(s.a[(row % 8) * 4 + (k % 8) / 2][(row >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)], k % 2);
+        },
+        [](const EmuWarpStage& s, int k, int col) { return emu_bf16(s.b[col * 4 + (k % 8) / 2][k >= 8 ? 1 : 0], k % 2); });
 }
 
 // mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 per the PTX ISA (one tf32 per .b32 register, only
@@ -102,23 +106,12 @@ inline void magseg_emu_mma_bf16_16816(float* c, const unsigned* a, const unsigne
 inline float emu_tf32(unsigned reg) { return __uint_as_float(reg & 0xffffe000u); }
 
 inline void magseg_emu_mma_tf32_1688(float* c, const unsigned* a, const unsigned* b) {
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    for (int r = 0; r < 4; ++r) g_emu_stage[warp].a[lane][r] = a[r];
-    for (int r = 0; r < 2; ++r) g_emu_stage[warp].b[lane][r] = b[r];
-    emu_warp_sync();
-    const EmuWarpStage& s = g_emu_stage[warp];
-    auto A = [&](int row, int k) { return emu_tf32(s.a[(row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]); };
-    auto B = [&](int k, int col) { return emu_tf32(s.b[col * 4 + k % 4][k >= 4 ? 1 : 0]); };
-    const int g = lane / 4, tg = lane % 4;
-    float out[4];
-    for (int e = 0; e < 4; ++e) {
-        const int row = g + 8 * (e >> 1), col = 2 * tg + (e & 1);
-        float acc = c[e];
-        for (int k = 0; k < 8; ++k) acc += A(row, k) * B(k, col);
-        out[e] = acc;
-    }
-    emu_warp_sync();  // everyone has read the stage before it is reused
-    for (int e = 0; e < 4; ++e) c[e] = out[e];
+    emu_mma<8>(
+        c, a, b,
+        [](const EmuWarpStage& s, int row, int k) {
+            return emu_tf32(s.a[(row % 8) * 4 + k % 4][(row >= 8 ? 1 : 0) + (k >= 4 ? 2 : 0)]);
+        },
+        [](const EmuWarpStage& s, int k, int col) { return emu_tf32(s.b[col * 4 + k % 4][k >= 4 ? 1 : 0]); });
 }
 
 // ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 per the PTX ISA: lane l supplies the address of row
