@@ -221,9 +221,10 @@ fn run_igemm<T: CudaDType + DeviceRepr + ValidAsZeroBits>(
     }
     let out = dev.alloc_zeros::<T>(shape.iter().product())?;
     // SAFETY: igemm_{fwd,bwd_data}_{f32,bf16,tf32}[_cl][_m32](const T* src, const T* w, T* out,
-    // 18 x int), T = f32 (f32, tf32) or bf16 (u16) as the slice type: `src` and `w` are views of exactly the operand sizes of the
-    // geometry (checked by `view`) or staging copies of the same lengths whose channel count is a
-    // multiple of the 16-byte vector the `_cl` kernels load (checked by `use_channels_last`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
+    // 18 x int), T = f32 (f32, tf32) or bf16 (u16) as the slice type: `src` and `w` are views of
+    // exactly the operand sizes of the geometry (checked by `view`) or staging copies of the same
+    // lengths whose channel count is a multiple of the 16-byte vector the `_cl` kernels load (checked
+    // by `use_channels_last`), `out` holds the N·rows·vol elements of `shape`. Block (bx, by)
     // writes only output rows by·bm.. < rows and columns bx·bn.. < N·vol (the kernel's tile is bm × bn,
     // the grid covers rows and N·vol with it), reads A and B only at indices
     // the geometry bounds (gathers are bounds-checked per axis); `threads` is the block size the kernel
