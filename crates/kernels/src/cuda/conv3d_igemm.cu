@@ -1,8 +1,8 @@
 // Tiled implicit-GEMM 3-D convolution kernels of magseg-kernels (NCDHW contiguous, dilation 1, groups 1),
 // in the geometry of src/geom.rs: f32 (FMA, register micro-tiles), bf16 (tensor cores through inline PTX
 // mma.sync m16n8k16, f32 accumulation), f32 on tensor cores as tf32 (mma.sync m16n8k8, operands rounded
-// to 10 mantissa bits, f32 accumulation: the `_tf32` kernels, opt-in), a deterministic split-K backward-weight, and the no-overlap
-// transposed convolution (kernel == stride, padding 0). The direct kernels of conv3d.cu stay the
+// to 10 mantissa bits, f32 accumulation: the `_tf32` kernels, opt-in), a deterministic split-K
+// backward-weight, and the no-overlap transposed convolution (kernel == stride, padding 0). The direct kernels of conv3d.cu stay the
 // reference path (MAGSEG_CONV_CUDA=direct). Launch logic: src/cuda/mod.rs.
 //
 // bf16 tensors arrive as raw 16-bit storage (unsigned short); conversions are bit operations
@@ -202,10 +202,9 @@ __device__ __forceinline__ unsigned column_mask(const DataView& v, const Column&
 // Tensor-core kernels (bf16, and f32 as tf32): 128 threads = 4 warps of 32 x 32 warp tiles of
 // mma.sync (m16n8k16 bf16 / m16n8k8 tf32, f32 accumulators), BM x BN x BK block tiles of 64-byte rows
 // (BK = 32 bf16 / 16 f32; Bf16Elem / Tf32Elem), stored k-contiguous (As[m][k], Bs[n][k]) with rows padded
-// to 80 bytes (20 words) so the fragment loads hit 32 distinct banks; H_BK is the bf16 BK.
+// to 80 bytes (20 words) so the fragment loads hit 32 distinct banks.
 #define F_BK 16
 #define F_THREADS 256
-#define H_BK 32
 #define H_THREADS 128
 
 __device__ __forceinline__ void mma_bf16_16816(float* c, const unsigned int* a, const unsigned int* b) {
@@ -254,9 +253,13 @@ __device__ __forceinline__ unsigned int f32_to_tf32(unsigned int u) {
 // same bytes of a k-contiguous tile (a 32-bit word holds two bf16 or one tf32), so the same ldmatrix
 // reads (mma_tile) feed both. `operand` turns a loaded 32-bit word into the mma operand (tf32:
 // rounded); `VEC` elements fill 16 bytes.
-struct Bf16Elem {
-    typedef bf16_t T;
-    static constexpr int VEC = 8, BK = 32, LD = 40;
+template <typename TT>
+struct MmaElem {
+    typedef TT T;
+    static constexpr int VEC = 16 / sizeof(TT), BK = 64 / sizeof(TT), LD = 80 / sizeof(TT);
+};
+
+struct Bf16Elem : MmaElem<bf16_t> {
     static __device__ __forceinline__ unsigned int operand(unsigned int w) { return w; }
     static __device__ __forceinline__ T operand(T v) { return v; }
     static __device__ __forceinline__ void mma(float* c, const unsigned int* a, const unsigned int* b) {
@@ -264,9 +267,7 @@ struct Bf16Elem {
     }
 };
 
-struct Tf32Elem {
-    typedef float T;
-    static constexpr int VEC = 4, BK = 16, LD = 20;
+struct Tf32Elem : MmaElem<float> {
     static __device__ __forceinline__ unsigned int operand(unsigned int w) { return f32_to_tf32(w); }
     static __device__ __forceinline__ T operand(T v) { return __uint_as_float(f32_to_tf32(__float_as_uint(v))); }
     static __device__ __forceinline__ void mma(float* c, const unsigned int* a, const unsigned int* b) {
@@ -928,8 +929,8 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
     igemm_wgrad_bf16_cl(const bf16_t* __restrict__ x_cl, const bf16_t* __restrict__ dy_cl, float* __restrict__ partial,
                         long long run, GEOM_PARAMS) {
     constexpr int BM = 64, BN = 64;
-    __shared__ __align__(16) bf16_t At[2][H_BK][H_LDT];
-    __shared__ __align__(16) bf16_t Bt[2][H_BK][H_LDT];
+    __shared__ __align__(16) bf16_t At[2][Bf16Elem::BK][H_LDT];
+    __shared__ __align__(16) bf16_t Bt[2][Bf16Elem::BK][H_LDT];
     const int tid = threadIdx.x;
     const int lane = tid & 31, warp = tid >> 5;
     const WgradBlock wb = wgrad_block(run, BM, BN, GEOM_ARGS);
@@ -952,7 +953,7 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
     const int wm = (warp >> 1) * 32, wn = (warp & 1) * 32;
     float acc[2][4][4] = {};
     k_loop(
-        (int)((max(kend - kbeg, 0LL) + H_BK - 1) / H_BK),
+        (int)((max(kend - kbeg, 0LL) + Bf16Elem::BK - 1) / Bf16Elem::BK),
         [&](int) {
 #pragma unroll
             for (int h = 0; h < 2; ++h) {
@@ -967,7 +968,7 @@ extern "C" __global__ void __launch_bounds__(H_THREADS, 4)
                     const long long vox = (long long)v.b * in_vol + ((long long)z * ih_ + y) * iw_ + xx;
                     rb[h] = __ldg(reinterpret_cast<const uint4*>(x_cl + (vox * ci + c)));
                 }
-                cur[h].advance(H_BK, od_, oh_, ow_);
+                cur[h].advance(Bf16Elem::BK, od_, oh_, ow_);
             }
         },
         [&](int buf) {
