@@ -66,7 +66,9 @@ pub fn instance_norm(
     }
     let f32s = [Some(x), gamma, beta].into_iter().flatten().all(|t| t.dtype() == DType::F32);
     if f32s && crate::check::supported_device(op, x.device()).is_ok() {
-        let xs = x.contiguous()?.reshape((n, c, spatial))?;
+        // The ops read `x` as contiguous `(n, c, spatial)` whatever its rank: no reshape nodes, whose
+        // gradients autograd would accumulate (a zero tensor and an add each) at the input's size.
+        let xs = x.contiguous()?;
         let stats = xs.detach().apply_op1_no_bwd(&InstanceStats { eps: eps as f32 })?;
         let gamma = match gamma {
             Some(g) => g.contiguous()?,
@@ -76,7 +78,7 @@ pub fn instance_norm(
             Some(b) => b.contiguous()?,
             None => Tensor::zeros(c, DType::F32, x.device())?,
         };
-        return xs.apply_op3(&gamma, &beta, InstanceNorm { stats })?.reshape(dims);
+        return xs.apply_op3(&gamma, &beta, InstanceNorm { stats });
     }
     // The statistics are sums over `spatial` values per (n, c): split into (rows, cols) and summed
     // in two stages, and broadcast back in two stages, so that candle's CUDA reductions (one thread
@@ -217,13 +219,14 @@ fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
         .sum()
 }
 
-/// The `(n, c, s)` sizes of a contiguous 3-D layout.
+/// The `(n, c, s)` sizes of a contiguous `(n, c, spatial…)` layout (rank ≥ 3), `s` the product of
+/// the spatial sizes.
 fn ncs(op: &'static str, l: &Layout) -> Result<(usize, usize, usize), KernelsError> {
     match *l.dims() {
-        [n, c, s] if l.is_contiguous() => Ok((n, c, s)),
+        [n, c, ref spatial @ ..] if !spatial.is_empty() && l.is_contiguous() => Ok((n, c, spatial.iter().product())),
         _ => Err(KernelsError::Layout {
             op,
-            msg: format!("expected a contiguous (n, c, s) operand, got {:?}", l.dims()),
+            msg: format!("expected a contiguous (n, c, spatial…) operand, got {:?}", l.dims()),
         }),
     }
 }
@@ -321,7 +324,7 @@ impl CustomOp3 for InstanceNorm {
         _: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c, _) = x.dims3()?;
+        let (n, c) = (x.dim(0)?, x.dim(1)?);
         let dy = grad.contiguous()?;
         let sums = x.apply_op2_no_bwd(&dy, &GradSums { stats: self.stats.clone() })?;
         let dx = x.apply_op3_no_bwd(&dy, gamma, &GradInput { stats: self.stats.clone(), sums: sums.clone() })?;
