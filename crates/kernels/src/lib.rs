@@ -14,6 +14,8 @@
 //! - [`layer_norm()`], [`softmax_last()`]: over the last dimension, as custom ops with their
 //!   gradients written out (f32; other dtypes through candle ops).
 //! - [`leaky_relu()`], [`gelu_erf()`]: one custom op each way (gradients written out).
+//! - [`linear()`], [`self_attention()`]: the ViT's dense layers, each one autograd node (candle's
+//!   storage matmuls inside, gradients written out).
 //! - [`optim`]: Adam / AdamW as fused in-place passes (a clamped sum of squares for the gradient
 //!   norm, the moment update, the parameter update), bit-identical on the CPU and the GPU.
 //!
@@ -79,6 +81,7 @@ mod conv_transpose3d;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod dense;
 mod error;
 mod geom;
 mod norm;
@@ -93,6 +96,7 @@ pub use bias::add_bias;
 pub(crate) use bias::add_channel_bias;
 pub use conv3d::{conv3d, conv3d_with_path, Conv3d, Conv3dBackwardData, Conv3dBackwardWeight, Conv3dConfig};
 pub use conv_transpose3d::{conv_transpose3d, conv_transpose3d_with_path, ConvTranspose3d};
+pub use dense::{linear, self_attention};
 pub use error::KernelsError;
 pub use geom::Conv3dGeometry;
 pub use norm::instance_norm;

@@ -300,10 +300,10 @@ impl CustomOp2 for ParamGrads {
 }
 
 /// Softmax over each row.
-struct Softmax;
+pub(crate) struct Softmax;
 
 /// `dx = y · (dy − Σ dy·y)` of `(y, dy)`.
-struct SoftmaxGrad;
+pub(crate) struct SoftmaxGrad;
 
 impl CustomOp1 for Softmax {
     fn name(&self) -> &'static str {

@@ -6,17 +6,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::Rng;
-
-/// `|a − b| ≤ tol · max(1, max |b|)`.
-fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
-    let a: Vec<f64> = a.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
-    let b: Vec<f64> = b.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
-    assert_eq!(a.len(), b.len(), "{what}");
-    let scale = b.iter().fold(1f64, |m, v| m.max(v.abs()));
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max);
-    assert!(worst <= tol * scale, "{what}: max |a − b| = {worst:e} (scale {scale})");
-}
+use common::{close, Rng};
 
 #[test]
 fn values_and_gradients_match_candle_nn_layer_norm_slow() {

@@ -1,7 +1,7 @@
 //! Test helpers: a deterministic random generator and naive direct-loop reference convolutions.
 #![allow(dead_code)]
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 /// A small deterministic generator (SplitMix64) for test data in [-1, 1).
 pub struct Rng(pub u64);
@@ -167,4 +167,16 @@ pub fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
 /// A tensor's values as a flat vector.
 pub fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+/// Asserts that `a` and `b` have one shape and dtype and `|a − b| ≤ tol · max(1, max |b|)` (compared
+/// in f64).
+pub fn close(what: &str, a: &Tensor, b: &Tensor, tol: f64) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+    assert_eq!(a.dtype(), b.dtype(), "{what}: dtypes differ");
+    let a: Vec<f64> = a.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+    let b: Vec<f64> = b.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+    let scale = b.iter().fold(1f64, |m, v| m.max(v.abs()));
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max);
+    assert!(worst <= tol * scale, "{what}: max |a − b| = {worst:e} (scale {scale})");
 }
