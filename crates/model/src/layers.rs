@@ -7,9 +7,9 @@
 //! in f32 ([`magseg_kernels::add_bias`]) and the norms compute their statistics in f32, returning the
 //! input's dtype.
 
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
-use magseg_kernels::{add_bias, conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
+use magseg_kernels::{conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
 
 use crate::Result;
 
@@ -104,13 +104,10 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
-    /// Applies the layer over the last dimension of `x`.
+    /// Applies the layer over the last dimension of `x` ([`magseg_kernels::linear`]: one autograd
+    /// node; the bias added in f32 for half-precision `x`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = candle_nn::Linear::new(cast(&self.weight, x.dtype())?, None).forward(x)?;
-        match &self.bias {
-            Some(b) => Ok(add_bias(&y, b, y.rank() - 1)?),
-            None => Ok(y),
-        }
+        Ok(magseg_kernels::linear(x, &cast(&self.weight, x.dtype())?, self.bias.as_ref())?)
     }
 }
 

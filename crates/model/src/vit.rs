@@ -1,7 +1,7 @@
 //! MONAI's ViT (`proj_type="perceptron"`, learnable position embeddings, no class token) under
 //! MONAI's parameter names: `patch_embedding.*`, `blocks.{i}.{norm1,attn,norm2,mlp}.*`, `norm.*`.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::layers::{LayerNorm, Linear};
@@ -60,20 +60,11 @@ impl SelfAttention {
         Ok(Self { qkv, out_proj, num_heads })
     }
 
-    /// Applies self-attention to `x (B, n, hidden)`.
+    /// Applies self-attention to `x (B, n, hidden)`: `qkv`, the attention core
+    /// ([`magseg_kernels::self_attention`]: `"b h (qkv l d) -> qkv b l h d"`, scale `d^-0.5`, the
+    /// softmax in f32 as autocast does, `"b l h d -> b h (l d)"`, one autograd node), `out_proj`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (b, n, hidden) = x.dims3()?;
-        let (l, dh) = (self.num_heads, hidden / self.num_heads);
-        // "b h (qkv l d) -> qkv b l h d"
-        let qkv = self.qkv.forward(x)?.reshape((b, n, 3, l, dh))?.permute((2, 0, 3, 1, 4))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let att = (q.matmul(&k.t()?.contiguous()?)? * (dh as f64).powf(-0.5))?;
-        // The softmax in f32 (as autocast does), back to the activations' dtype for the product.
-        let att = magseg_kernels::softmax_last(&att.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-        // "b l h d -> b h (l d)"
-        let y = att.matmul(&v)?.transpose(1, 2)?.reshape((b, n, hidden))?;
+        let y = magseg_kernels::self_attention(&self.qkv.forward(x)?, self.num_heads)?;
         self.out_proj.forward(&y)
     }
 }
