@@ -1,6 +1,6 @@
 //! Build script of magseg-kernels: with the `cuda` feature, compiles every kernel file of src/cuda/
 //! (`conv3d.cu`: direct kernels, `conv3d_igemm.cu`: implicit-GEMM / tensor-core kernels, `optim.cu`: the
-//! fused Adam passes, `activation.cu`: leaky ReLU, `rows.cu`: layer norm and
+//! fused Adam passes, `activation.cu`: leaky ReLU, GELU and 2×2×2 max pooling, `rows.cu`: layer norm and
 //! softmax over rows, `norm.cu`: instance norm) to PTX with nvcc
 //! (`$NVCC`, else `nvcc` on PATH; `-arch=compute_$CUDA_COMPUTE_CAP`, default 90) into `OUT_DIR`.
 //! Without the feature it does nothing, so CPU builds need no CUDA.

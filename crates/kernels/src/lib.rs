@@ -14,6 +14,7 @@
 //! - [`layer_norm()`], [`softmax_last()`]: over the last dimension, as custom ops with their
 //!   gradients written out (f32; other dtypes through candle ops).
 //! - [`leaky_relu()`], [`gelu_erf()`]: one custom op each way (gradients written out).
+//! - [`max_pool2()`]: 2×2×2 max pooling, one custom op each way, PyTorch's choice of maximum.
 //! - [`linear()`], [`self_attention()`]: the ViT's dense layers, each one autograd node (candle's
 //!   storage matmuls inside, gradients written out).
 //! - [`optim`]: Adam / AdamW as fused in-place passes (a clamped sum of squares for the gradient
@@ -88,6 +89,7 @@ mod norm;
 mod op;
 pub mod optim;
 mod path;
+mod pool;
 pub mod reduce;
 mod rows;
 
@@ -101,4 +103,5 @@ pub use error::KernelsError;
 pub use geom::Conv3dGeometry;
 pub use norm::instance_norm;
 pub use path::CudaConvPath;
+pub use pool::max_pool2;
 pub use rows::{layer_norm, softmax_last};

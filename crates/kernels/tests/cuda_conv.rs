@@ -14,9 +14,9 @@
 //!   differs between devices, so for bf16 it is only checked to be finite.
 //!
 //! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
-//! (`magseg_kernels::optim`) and leaky ReLU, bit for bit against the CPU, and instance norm, layer
-//! norm, softmax, GELU, `linear` and `self_attention` within stated tolerances. Fails (does not skip)
-//! without a GPU.
+//! (`magseg_kernels::optim`), leaky ReLU and 2×2×2 max pooling, bit for bit against the CPU, and
+//! instance norm, layer norm, softmax, GELU, `linear` and `self_attention` within stated tolerances.
+//! Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -463,5 +463,40 @@ fn dense_layers_match_the_cpu() {
         let (cpu, gpu_) = (on(&Device::Cpu, &[&qkv], &r, &f), on(&dev, &[&qkv], &r, &f));
         assert_close(&format!("self_attention {dt:?} y"), &cpu[0], &gpu_[0], tol);
         assert_close(&format!("self_attention {dt:?} dqkv"), &cpu[1], &gpu_[1], tol);
+    }
+}
+
+/// `max_pool2` forward and input gradient, f32 and bf16, bit for bit against the CPU (both copy
+/// values; no arithmetic), on values with many ties (few levels, as a zero background gives) and a
+/// few NaNs.
+#[test]
+fn max_pool2_equals_the_cpu_bit_for_bit() {
+    let dev = gpu();
+    let mut rng = Rng(0x9001);
+    for dims in [vec![2usize, 16, 32, 32, 32], vec![1, 3, 2, 4, 6]] {
+        let len: usize = dims.iter().product();
+        let mut xv: Vec<f32> = rng.vec(len).iter().map(|v| (v * 3.0).round()).collect();
+        for i in (0..len).step_by(997) {
+            xv[i] = f32::NAN;
+        }
+        let x = Tensor::from_vec(xv, dims.as_slice(), &Device::Cpu).unwrap();
+        let rdims = [dims[0], dims[1], dims[2] / 2, dims[3] / 2, dims[4] / 2];
+        let r = rng.tensor(&rdims);
+        for dt in [DType::F32, DType::BF16] {
+            let on = |d: &Device| {
+                let v = Var::from_tensor(&x.to_dtype(dt).unwrap().to_device(d).unwrap()).unwrap();
+                let y = magseg_kernels::max_pool2(&v).unwrap();
+                let rd = r.to_dtype(dt).unwrap().to_device(d).unwrap();
+                let g = (&y * &rd).unwrap().sum_all().unwrap().backward().unwrap();
+                let host = |t: &Tensor| flat(&t.to_device(&Device::Cpu).unwrap().to_dtype(DType::F32).unwrap());
+                [host(&y), host(g.get(&v).unwrap())]
+            };
+            let (cpu, gpu_) = (on(&Device::Cpu), on(&dev));
+            for (i, what) in ["y", "dx"].iter().enumerate() {
+                let same =
+                    cpu[i].iter().zip(&gpu_[i]).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                assert!(same, "max_pool2 {dims:?} {dt:?} {what}: GPU differs from the CPU");
+            }
+        }
     }
 }

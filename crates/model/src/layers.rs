@@ -166,53 +166,8 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
 }
 
 /// 2×2×2 max pooling with stride 2 of `x (N, C, D, H, W)`; every spatial size must be even. The
-/// gradient goes to each window's maximum; values that tie share it (PyTorch gives it to the first).
+/// gradient goes to each window's first maximum, as in PyTorch ([`magseg_kernels::max_pool2`]: one
+/// custom op each way).
 pub fn max_pool2(x: &Tensor) -> Result<Tensor> {
-    let (n, c, d, h, w) = x.dims5()?;
-    if d % 2 != 0 || h % 2 != 0 || w % 2 != 0 {
-        return Err(crate::ModelError::Input(format!("max pooling needs even sizes, got {d}×{h}×{w}")));
-    }
-    // Pairwise maxima of strided halves, one axis at a time: elementwise ops, where candle's CUDA
-    // reduction over a 2-value axis would launch one 2-thread block per output value.
-    let mut x = x.reshape(vec![n * c * d / 2, 2, h / 2, 2, w / 2, 2])?;
-    for axis in [5, 3, 1] {
-        x = x.narrow(axis, 0, 1)?.maximum(&x.narrow(axis, 1, 1)?)?;
-    }
-    Ok(x.reshape((n, c, d / 2, h / 2, w / 2))?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
-
-    /// Against the definition: each output is the largest of its 2×2×2 window, and the gradient of
-    /// Σ y·r reaches exactly the window maxima (distinct random values: no ties).
-    #[test]
-    fn max_pool2_takes_window_maxima_and_routes_the_gradient_to_them() -> Result<()> {
-        let (n, c, d, h, w) = (2, 3, 4, 6, 8);
-        let len = n * c * d * h * w;
-        // A permutation of 0..len: distinct values in scrambled order.
-        let xv: Vec<f32> = (0..len).map(|i| ((i * 7919) % len) as f32).collect();
-        let x = Var::from_vec(xv.clone(), (n, c, d, h, w), &Device::Cpu)?;
-        let y = max_pool2(x.as_tensor())?;
-        assert_eq!(y.dims(), &[n, c, d / 2, h / 2, w / 2]);
-        let r = Tensor::arange(1f32, (len / 8 + 1) as f32, &Device::Cpu)?.reshape(y.dims())?;
-        let grad = (&y * &r)?.sum_all()?.backward()?.get(&x).unwrap().flatten_all()?.to_vec1::<f32>()?;
-        let (yv, rv) = (y.flatten_all()?.to_vec1::<f32>()?, r.flatten_all()?.to_vec1::<f32>()?);
-        let mut want_grad = vec![0f32; len];
-        let mut o = 0;
-        for nc in 0..n * c {
-            for (k, j, i) in (0..d / 2).flat_map(|k| (0..h / 2).flat_map(move |j| (0..w / 2).map(move |i| (k, j, i)))) {
-                let idx = |dk: usize, dj: usize, di: usize| ((nc * d + 2 * k + dk) * h + 2 * j + dj) * w + 2 * i + di;
-                let window = (0..8).map(|t| idx(t >> 2, (t >> 1) & 1, t & 1));
-                let best = window.max_by(|&a, &b| xv[a].total_cmp(&xv[b])).unwrap();
-                assert_eq!(yv[o], xv[best]);
-                want_grad[best] = rv[o];
-                o += 1;
-            }
-        }
-        assert_eq!(grad, want_grad);
-        Ok(())
-    }
+    Ok(magseg_kernels::max_pool2(x)?)
 }
