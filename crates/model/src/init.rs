@@ -47,6 +47,8 @@ fn values(init: Init, n: usize, seed: u64, name: &str) -> candle_core::Result<Ve
 pub(crate) struct SeededInit {
     pub(crate) varmap: VarMap,
     pub(crate) seed: u64,
+    /// Hand out detached views of the existing variables (sharing their storage) and create none.
+    pub(crate) frozen: bool,
 }
 
 impl SimpleBackend for SeededInit {
@@ -56,7 +58,10 @@ impl SimpleBackend for SeededInit {
             if v.shape() != &s {
                 candle_core::bail!("shape mismatch for {name}: {:?} exists, {s:?} asked for", v.shape());
             }
-            return Ok(v.as_tensor().clone());
+            return Ok(if self.frozen { v.as_detached_tensor() } else { v.as_tensor().clone() });
+        }
+        if self.frozen {
+            candle_core::bail!("no parameter {name} to freeze");
         }
         let t = Tensor::from_vec(values(h, s.elem_count(), self.seed, name)?, s, dev)?.to_dtype(dtype)?;
         let var = Var::from_tensor(&t)?;

@@ -89,9 +89,27 @@ impl MagMs {
     /// PyTorch's default uniform bounds for convolutions and linear layers, N(0, 0.02) for the
     /// ViT's linear layers and position embeddings, as [`MagMs::new`].
     pub fn with_seed(config: MagMsConfig, device: &Device, seed: u64) -> Result<Self> {
+        Self::build(config, device, SeededInit { varmap: VarMap::new(), seed, frozen: false })
+    }
+
+    /// The same network for inference: its parameters are detached views of this one's (the same
+    /// storage, so later updates show through), so that a forward pass builds no autograd graph
+    /// and frees each activation as soon as the next layer has read it. Cheap (no copies).
+    pub fn frozen(&self) -> Result<Self> {
+        let mut net = Self::build(
+            self.config.clone(),
+            &self.device,
+            SeededInit { varmap: self.varmap.clone(), seed: 0, frozen: true },
+        )?;
+        net.compute_dtype = self.compute_dtype;
+        Ok(net)
+    }
+
+    /// Builds the network's layers under `init`, which creates (or, frozen, looks up) each parameter.
+    fn build(config: MagMsConfig, device: &Device, init: SeededInit) -> Result<Self> {
         config.validate()?;
-        let varmap = VarMap::new();
-        let backend: Box<dyn SimpleBackend> = Box::new(SeededInit { varmap: varmap.clone(), seed });
+        let varmap = init.varmap.clone();
+        let backend: Box<dyn SimpleBackend> = Box::new(init);
         let vb = VarBuilder::from_backend(backend, DType::F32, device.clone());
         let channels = config.feature_channels();
         let mut encoders = Vec::with_capacity(config.modalities.len());

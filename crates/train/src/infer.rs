@@ -118,6 +118,8 @@ pub fn sliding_window_subsets(
     let starts = window_grid(padded, window, cfg.overlap)?;
     let wn: usize = window.iter().product();
     let device = model.device().clone();
+    // Detached parameters: no autograd graph, so each window's activations are freed as it goes.
+    let model = &model.frozen()?;
     let mut done = 0;
     for group in starts.chunks(cfg.windows_per_batch) {
         let mut feats: Vec<Option<Vec<Tensor>>> = vec![None; n_mod];
