@@ -94,24 +94,23 @@ fn linear_fwd<S: BackendStorage>(
     let Some((b, lb)) = b else {
         return Ok((y, Shape::from(dims)));
     };
-    let ly = Layout::contiguous((m, n));
-    let lbias = Layout::new(Shape::from((m, n)), vec![0, 1], lb.start_offset());
+    // The sum runs in f32 for half-precision `y` (rounded once), else in `y`'s dtype.
     let dtype = y.dtype();
-    let y = if matches!(dtype, DType::BF16 | DType::F16) {
-        let y32 = y.to_dtype(&ly, DType::F32)?;
-        let sum = if b.dtype() == DType::F32 {
-            y32.binary_impl::<Add>(b, &ly, &lbias)?
-        } else {
-            let b32 = b.to_dtype(lb, DType::F32)?;
-            y32.binary_impl::<Add>(&b32, &ly, &Layout::new(Shape::from((m, n)), vec![0, 1], 0))?
-        };
-        sum.to_dtype(&ly, dtype)?
-    } else if b.dtype() == dtype {
-        y.binary_impl::<Add>(b, &ly, &lbias)?
-    } else {
-        let bc = b.to_dtype(lb, dtype)?;
-        y.binary_impl::<Add>(&bc, &ly, &Layout::new(Shape::from((m, n)), vec![0, 1], 0))?
+    let acc = if matches!(dtype, DType::BF16 | DType::F16) { DType::F32 } else { dtype };
+    let ly = Layout::contiguous((m, n));
+    let widened = (acc != dtype).then(|| y.to_dtype(&ly, acc)).transpose()?;
+    let converted = (b.dtype() != acc).then(|| b.to_dtype(lb, acc)).transpose()?;
+    // The bias broadcast over the rows (stride 0).
+    let (b, offset) = match &converted {
+        Some(c) => (c, 0),
+        None => (b, lb.start_offset()),
     };
+    let sum = widened.as_ref().unwrap_or(&y).binary_impl::<Add>(
+        b,
+        &ly,
+        &Layout::new(Shape::from((m, n)), vec![0, 1], offset),
+    )?;
+    let y = if acc == dtype { sum } else { sum.to_dtype(&ly, dtype)? };
     Ok((y, Shape::from(dims)))
 }
 
