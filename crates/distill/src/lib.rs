@@ -325,7 +325,7 @@ pub fn magms_loss(
     cfg: LossConfig,
 ) -> Result<LossParts> {
     cfg.validate()?;
-    check_logits(fused_logits, "fused logits")?;
+    let (n, c, v) = check_logits(fused_logits, "fused logits")?;
     for (m, z) in modality_logits.iter().enumerate() {
         if z.dims() != fused_logits.dims() {
             return Err(DistillError::Shape(format!(
@@ -346,7 +346,6 @@ pub fn magms_loss(
 
     // Every output's log-probabilities at once: the logits stacked along the batch axis (one copy),
     // so that DiceCE and KL are a handful of graph nodes whatever the number of modalities.
-    let (n, c, v) = check_logits(fused_logits, "fused logits")?;
     let outputs = modality_logits.len() + 1;
     let stacked = if outputs == 1 {
         fused_logits.clone()
