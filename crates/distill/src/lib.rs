@@ -309,13 +309,9 @@ pub struct LossParts {
 /// With λ = 0 the KL terms and with γ = 0 the MSE terms are skipped entirely (the features are then
 /// not even looked at, so they may be empty).
 ///
-/// The logits of all outputs are stacked along the batch axis once, so the target is one-hot encoded
-/// and checked once, each output's log-softmax is computed once (the teacher's serves its DiceCE and
-/// every KL term; with T = 1 so do the students'), every DiceCE and KL sum runs over all outputs in
-/// one op, and the reported values come back to the host in one read: the step's graph has ~250
-/// fewer nodes than with one [`dice_ce`] and [`kl_distill`] per output, and two device syncs (the
-/// labels' range, the values) instead of 17. The values are those of the per-output functions up to
-/// f32 summation order.
+/// This stacks the outputs along the batch axis (one copy of the logits, and of each feature level
+/// when γ > 0) and calls [`magms_loss_stacked`]; a network that decodes all outputs in one batch
+/// (as `magseg_model::MagMs` does in training) calls that directly.
 pub fn magms_loss(
     fused_logits: &Tensor,
     modality_logits: &[Tensor],
@@ -325,7 +321,7 @@ pub fn magms_loss(
     cfg: LossConfig,
 ) -> Result<LossParts> {
     cfg.validate()?;
-    let (n, c, v) = check_logits(fused_logits, "fused logits")?;
+    check_logits(fused_logits, "fused logits")?;
     for (m, z) in modality_logits.iter().enumerate() {
         if z.dims() != fused_logits.dims() {
             return Err(DistillError::Shape(format!(
@@ -335,17 +331,6 @@ pub fn magms_loss(
             )));
         }
     }
-    let use_mse = cfg.gamma != 0.0;
-    if use_mse && modality_features.len() != modality_logits.len() {
-        return Err(DistillError::Shape(format!(
-            "{} modality logits but {} modality feature sets",
-            modality_logits.len(),
-            modality_features.len()
-        )));
-    }
-
-    // Every output's log-probabilities at once: the logits stacked along the batch axis (one copy),
-    // so that DiceCE and KL are a handful of graph nodes whatever the number of modalities.
     let outputs = modality_logits.len() + 1;
     let stacked = if outputs == 1 {
         fused_logits.clone()
@@ -353,18 +338,88 @@ pub fn magms_loss(
         let all: Vec<&Tensor> = std::iter::once(fused_logits).chain(modality_logits).collect();
         Tensor::cat(&all, 0)?
     };
-    let logp = log_softmax_c(&stacked)?;
-    let dice = dice_ce_per_output(&logp, &one_hot(fused_logits, target)?, outputs, (n, c, v))?;
+    let mut features = Vec::new();
+    if cfg.gamma != 0.0 && outputs > 1 {
+        if modality_features.len() != modality_logits.len() {
+            return Err(DistillError::Shape(format!(
+                "{} modality logits but {} modality feature sets",
+                modality_logits.len(),
+                modality_features.len()
+            )));
+        }
+        for (m, f) in modality_features.iter().enumerate() {
+            if f.len() != fused_features.len() {
+                return Err(DistillError::Shape(format!(
+                    "modality {m}: {} feature levels but {} mean levels",
+                    f.len(),
+                    fused_features.len()
+                )));
+            }
+        }
+        for (l, mean) in fused_features.iter().enumerate() {
+            let level: Vec<&Tensor> = std::iter::once(mean).chain(modality_features.iter().map(|f| &f[l])).collect();
+            if let Some(f) = level.iter().find(|f| f.dims() != mean.dims()) {
+                return Err(DistillError::Shape(format!(
+                    "level {l}: features {:?} and mean {:?} differ",
+                    f.dims(),
+                    mean.dims()
+                )));
+            }
+            if let Some(f) = level.iter().find(|f| f.dtype() != mean.dtype()) {
+                return Err(DistillError::DType(format!(
+                    "level {l}: features {:?} and mean {:?} must be the same dtype",
+                    f.dtype(),
+                    mean.dtype()
+                )));
+            }
+            features.push(Tensor::cat(&level, 0)?);
+        }
+    }
+    magms_loss_stacked(&stacked, outputs, &features, target, cfg)
+}
+
+/// [`magms_loss`] on outputs stacked along the batch axis, output-major with the fused output first:
+///
+/// * `logits`: `(outputs·N, C, D, H, W)`, `z_0` (the teacher) in the first `N` rows, then `z_1…z_M`;
+/// * `features[l]`: level `l` as `(outputs·N, C_l, …)`, `f̄_l` first, then `f_{1,l}…f_{M,l}`
+///   (floating point; bf16/f16 is widened to f32 as in [`feature_mse`]); ignored when γ = 0 or
+///   there is only one output.
+///
+/// The target is one-hot encoded and checked once, one log-softmax serves every output (the
+/// teacher's serves its DiceCE and every KL term; with T = 1 so do the students'), every DiceCE, KL
+/// and feature-MSE sum runs over all outputs in one op, and the reported values come back to the
+/// host in one read: the graph has a few nodes per loss term whatever `M` is, and the step two
+/// device syncs (the labels' range, the values). The values are those of [`dice_ce`],
+/// [`kl_distill`] and [`feature_mse`] per output up to f32 summation order.
+pub fn magms_loss_stacked(
+    logits: &Tensor,
+    outputs: usize,
+    features: &[Tensor],
+    target: &Tensor,
+    cfg: LossConfig,
+) -> Result<LossParts> {
+    cfg.validate()?;
+    let (rows, c, v) = check_logits(logits, "stacked logits")?;
+    if outputs == 0 || rows % outputs != 0 {
+        return Err(DistillError::Shape(format!(
+            "stacked logits {:?} do not hold {outputs} outputs of equal batch",
+            logits.dims()
+        )));
+    }
+    let n = rows / outputs;
+    let s = outputs - 1;
+    let fused_logits = logits.narrow(0, 0, n)?;
+    let logp = log_softmax_c(logits)?;
+    let dice = dice_ce_per_output(&logp, &one_hot(&fused_logits, target)?, outputs, (n, c, v))?;
     let mut total = dice.sum(0)?;
 
     let opts = KlOptions { soften_teacher: cfg.soften_teacher, detach_teacher: cfg.detach_teacher };
-    let kl = if cfg.lambda != 0.0 && !modality_logits.is_empty() {
-        let s = modality_logits.len();
-        let log_p0 = teacher_log_probs(fused_logits, Some(&logp.narrow(0, 0, n)?), cfg.temperature, opts)?;
+    let kl = if cfg.lambda != 0.0 && s > 0 {
+        let log_p0 = teacher_log_probs(&fused_logits, Some(&logp.narrow(0, 0, n)?), cfg.temperature, opts)?;
         let log_q = if cfg.temperature == 1.0 {
             logp.narrow(0, n, s * n)?
         } else {
-            log_softmax_c(&stacked.narrow(0, n, s * n)?.affine(1.0 / cfg.temperature, 0.0)?)?
+            log_softmax_c(&logits.narrow(0, n, s * n)?.affine(1.0 / cfg.temperature, 0.0)?)?
         };
         let kl = kl_sum(&log_p0, &log_q, s, (n, c, v), cfg.temperature)?;
         total = (total + kl.affine(cfg.lambda, 0.0)?)?;
@@ -372,7 +427,11 @@ pub fn magms_loss(
     } else {
         None
     };
-    let (total, mse) = add_weighted_sum(total, cfg.gamma, modality_features, |f| feature_mse(f, fused_features))?;
+    let levels = if s > 0 { features } else { &[] };
+    if cfg.gamma != 0.0 && s > 0 && features.is_empty() {
+        return Err(DistillError::Shape("no feature levels for the feature MSE (γ > 0)".into()));
+    }
+    let (total, mse) = add_weighted_sum(total, cfg.gamma, levels, |f| stacked_feature_mse(f, outputs, n))?;
 
     // One read-back of every reported value.
     let zero = || Tensor::zeros(1, dice.dtype(), dice.device());
@@ -388,6 +447,24 @@ pub fn magms_loss(
     let (dice_values, kl_sum, mse_sum) = (values[..outputs].to_vec(), values[outputs], values[outputs + 1]);
     tracing::trace!(dice_ce = ?dice_values, kl = kl_sum, mse = mse_sum, "magms loss");
     Ok(LossParts { total, dice_ce: dice_values, kl: kl_sum, mse: mse_sum })
+}
+
+/// `Σ_m mse_loss(f_m, f̄)` of one feature level stacked as `(outputs·N, …)` with `f̄` first: one
+/// broadcast difference and one sum for every modality at once.
+fn stacked_feature_mse(f: &Tensor, outputs: usize, n: usize) -> Result<Tensor> {
+    if !f.dtype().is_float() {
+        return Err(DistillError::DType(format!("features must be floating point, got {:?}", f.dtype())));
+    }
+    if f.rank() == 0 || f.dim(0)? != outputs * n || f.elem_count() == 0 {
+        return Err(DistillError::Shape(format!(
+            "stacked features {:?} do not hold {outputs} outputs of batch {n}",
+            f.dims()
+        )));
+    }
+    let per_output = f.elem_count() / outputs;
+    let rows = widen(f)?.reshape((outputs, per_output))?;
+    let d = rows.narrow(0, 1, outputs - 1)?.broadcast_sub(&rows.narrow(0, 0, 1)?)?;
+    Ok(sums::sum_last(&d.sqr()?.flatten_all()?)?.affine(1.0 / per_output as f64, 0.0)?)
 }
 
 /// `total + weight · Σ_items term(item)`, and the unweighted sum (a tensor); `total` unchanged and

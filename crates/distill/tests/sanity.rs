@@ -1,7 +1,9 @@
 //! Analytic and finite-difference sanity checks, and error handling on bad input.
 
 use candle_core::{DType, Device, Tensor, Var};
-use magseg_distill::{dice_ce, feature_mse, kl_distill, magms_loss, DistillError, KlOptions, LossConfig};
+use magseg_distill::{
+    dice_ce, feature_mse, kl_distill, magms_loss, magms_loss_stacked, DistillError, KlOptions, LossConfig,
+};
 
 fn scalar(t: &Tensor) -> f64 {
     t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
@@ -158,4 +160,44 @@ fn bad_input_is_an_error() {
     assert!(matches!(kl_distill(&z, &z, 0.0, KlOptions::default()), Err(DistillError::Config(_))));
     let cfg = LossConfig { lambda: -1.0, ..LossConfig::default() };
     assert!(matches!(magms_loss(&z, &[], &[], &[], &y, cfg), Err(DistillError::Config(_))));
+}
+
+/// The feature MSE of the stacked loss (one broadcast difference per level) against one
+/// [`feature_mse`] per modality: value and the gradients of every feature map, the mean included.
+#[test]
+fn stacked_feature_mse_matches_one_term_per_modality() {
+    let y = labels(2, 3, [2, 3, 2]);
+    let z: Vec<Tensor> = (0..3).map(|k| pseudo(&[2, 3, 2, 3, 2], 20 + k, DType::F32)).collect();
+    let level_shapes: [&[usize]; 2] = [&[2, 4, 2, 3, 2], &[2, 8, 1, 1, 1]];
+    let vars = |seed: u64| -> Vec<Var> {
+        level_shapes
+            .iter()
+            .enumerate()
+            .map(|(l, s)| Var::from_tensor(&pseudo(s, seed + l as u64, DType::F32)).unwrap())
+            .collect()
+    };
+    let (fbar, f1, f2) = (vars(30), vars(40), vars(50));
+    let t = |v: &[Var]| -> Vec<Tensor> { v.iter().map(|v| v.as_tensor().clone()).collect() };
+    let cfg = LossConfig { lambda: 0.0, gamma: 0.7, ..LossConfig::default() };
+    let parts = magms_loss(&z[0], &z[1..], &[t(&f1), t(&f2)], &t(&fbar), &y, cfg).unwrap();
+    let mse = (feature_mse(&t(&f1), &t(&fbar)).unwrap() + feature_mse(&t(&f2), &t(&fbar)).unwrap()).unwrap();
+    assert!((parts.mse - scalar(&mse)).abs() < 1e-6 * scalar(&mse), "{} vs {}", parts.mse, scalar(&mse));
+    let (got, want) = (parts.total.backward().unwrap(), mse.affine(0.7, 0.0).unwrap().backward().unwrap());
+    for v in fbar.iter().chain(&f1).chain(&f2) {
+        let g: Vec<f32> = got.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let w: Vec<f32> = want.get(v.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (a, b) in g.iter().zip(&w) {
+            assert!((a - b).abs() <= 1e-6 + 1e-5 * b.abs(), "{a} vs {b}");
+        }
+    }
+    // The stacked entry point itself, and its errors.
+    let logits = Tensor::cat(&z, 0).unwrap();
+    let stack = |l: usize| Tensor::cat(&[fbar[l].as_tensor(), f1[l].as_tensor(), f2[l].as_tensor()], 0).unwrap();
+    let feats = [stack(0), stack(1)];
+    let direct = magms_loss_stacked(&logits, 3, &feats, &y, cfg).unwrap();
+    assert_eq!((direct.mse, direct.dice_ce.clone()), (parts.mse, parts.dice_ce.clone()));
+    assert!(matches!(magms_loss_stacked(&logits, 2, &feats, &y, cfg), Err(DistillError::Shape(_))));
+    assert!(matches!(magms_loss_stacked(&logits, 3, &[], &y, cfg), Err(DistillError::Shape(_))));
+    let short = [feats[0].narrow(0, 0, 4).unwrap()];
+    assert!(matches!(magms_loss_stacked(&logits, 3, &short, &y, cfg), Err(DistillError::Shape(_))));
 }

@@ -37,7 +37,7 @@ pub use blocks::{UnetOutBlock, UnetResBlock, UnetrBasicBlock, UnetrPrUpBlock, Un
 pub use checkpoint::{import_monai_unetr, load_weights, read_config, CONFIG_FILE, WEIGHTS_FILE};
 pub use config::{MagMsConfig, ModelKind};
 pub use error::{ModelError, Result};
-pub use magms::{mean_features, MagMs, MagMsOutput, ModalityOutput};
+pub use magms::{mean_features, MagMs, MagMsOutput, ModalityOutput, StackedOutputs};
 pub use unet::{unet_channels, ConvBlock, UnetDecoder, UnetEncoder, UNET_LEVELS};
 pub use unetr::{Unetr, UnetrConfig, UnetrDecoder, UnetrEncoder};
 pub use vit::{Mlp, PatchEmbedding, SelfAttention, TransformerBlock, Vit, VitOutput, VitSizes};

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
-use magseg_distill::{magms_loss, LossConfig};
+use magseg_distill::{magms_loss, magms_loss_stacked, LossConfig};
 use magseg_model::{MagMs, MagMsConfig, ModelKind};
 use magseg_train::{
     parse_device, sliding_window_probs, train_step, Adam, InferInput, OptimConfig, OptimizerKind, Precision, StepPlan,
@@ -342,7 +342,10 @@ fn main() -> Res {
         let fwd = net.forward(&inputs, true)?;
         let (logits, feats): (Vec<Tensor>, Vec<Vec<Tensor>>) =
             fwd.modalities.iter().map(|m| (m.logits.clone(), m.features.clone())).unzip();
-        let loss = magms_loss(&fwd.fused, &logits, &feats, &fwd.fused_features, &target, LossConfig::default())?;
+        let loss = match &fwd.stacked {
+            Some(st) => magms_loss_stacked(&st.logits, logits.len() + 1, &st.features, &target, LossConfig::default())?,
+            None => magms_loss(&fwd.fused, &logits, &feats, &fwd.fused_features, &target, LossConfig::default())?,
+        };
         let nodes = loss.total.sorted_nodes();
         let vars = nodes.iter().filter(|n| n.is_variable()).count();
         res.insert("size".into(), s.into());

@@ -2,7 +2,7 @@
 //! intermediate subsets, backward, optimiser update), shared by the trainer and the step benchmark.
 
 use candle_core::Tensor;
-use magseg_distill::{dice_ce, kl_distill, magms_loss, members, KlOptions, LossConfig, Subset};
+use magseg_distill::{dice_ce, kl_distill, magms_loss, magms_loss_stacked, members, KlOptions, LossConfig, Subset};
 use magseg_model::MagMs;
 
 use crate::optim::{Adam, StepInfo};
@@ -62,7 +62,11 @@ pub fn train_step(
     } else {
         (Vec::new(), Vec::new())
     };
-    let parts = magms_loss(&fwd.fused, &mod_logits, &mod_feats, &fwd.fused_features, target, loss_cfg)?;
+    // The decoder ran once on every output stacked along the batch axis (two or more modalities).
+    let parts = match &fwd.stacked {
+        Some(st) => magms_loss_stacked(&st.logits, m + 1, &st.features, target, loss_cfg)?,
+        None => magms_loss(&fwd.fused, &mod_logits, &mod_feats, &fwd.fused_features, target, loss_cfg)?,
+    };
     let mut total = parts.total;
     let mut dce: f64 = parts.dice_ce.iter().sum();
     let mut kl = parts.kl;
