@@ -1,7 +1,9 @@
-//! `instance_norm`: for f32 tensors custom ops end to end (statistics, the normalisation with the
+//! `instance_norm`: for f32 and bf16 tensors custom ops end to end (statistics, the normalisation with the
 //! affine part, and the backward pass's sums and input gradient: 2 + 1 launches forward, 3 + ~4 small
 //! ones backward on a GPU); other dtypes compose the statistics from candle ops and write out only the
 //! normalisation's backward.
+
+use std::borrow::Cow;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor};
@@ -17,12 +19,16 @@ use crate::KernelsError;
 /// `(x − mean) / sqrt(var + eps)`, then scaled by `gamma (C,)` and shifted by `beta (C,)` when
 /// given (PyTorch's `InstanceNorm3d`, `affine` when gamma/beta are present, no running stats).
 ///
-/// f32 tensors (with f32 or no gamma/beta) on the CPU or a CUDA device run as custom ops: per-(n, c)
-/// mean and `1/sqrt(var + eps)` (two-pass within runs of values, runs combined in f64), the
-/// normalisation with gamma and beta in one pass, and backward the sums `Σ dy`, `Σ dy·x̂` per (n, c)
-/// and the input gradient `γ·rstd·(dy − mean dy − x̂·mean(dy·x̂))` in one pass. Other dtypes build
-/// the statistics from candle ops with the normalisation's gradient written out in [`Normalized`]'s
-/// backward pass. Differentiable in `x`, `gamma` and `beta`.
+/// f32 and bf16 tensors (with f32 or no gamma/beta; a bf16 `x` may also take bf16 ones) on the CPU
+/// or a CUDA device run as custom ops: per-(n, c) mean and `1/sqrt(var + eps)` (two-pass within runs
+/// of values, runs combined in f64), the normalisation with gamma and beta in one pass, and backward
+/// the sums `Σ dy`, `Σ dy·x̂` per (n, c) and the input gradient `γ·rstd·(dy − mean dy −
+/// x̂·mean(dy·x̂))` in one pass. A bf16 `x` is read as f32 (exactly), everything is computed in f32
+/// and the output and input gradient are rounded to bf16 once: the values and gradients of widening
+/// `x` to f32, normalising and rounding the result, without the two conversions' passes and graph
+/// nodes; `gamma` and `beta` keep their f32 gradients. Other dtypes build the statistics from candle
+/// ops with the normalisation's gradient written out in [`Normalized`]'s backward pass.
+/// Differentiable in `x`, `gamma` and `beta`.
 pub fn instance_norm(
     x: &Tensor,
     gamma: Option<&Tensor>,
@@ -59,13 +65,19 @@ pub fn instance_norm(
             KernelsError::Shape { op, msg: format!("no spatial elements to normalise over in {dims:?}") }.into()
         );
     }
+    // A bf16 input takes f32 gamma and beta (the model's parameters), as its statistics are f32.
+    let mixed = |v: &Tensor| x.dtype() == DType::BF16 && v.dtype() == DType::F32;
     for (what, v) in [("gamma", gamma), ("beta", beta)] {
         if let Some(v) = v {
-            check_channel_vec(op, what, v, c, x, false)?;
+            check_channel_vec(op, what, v, c, if mixed(v) { v } else { x }, false)?;
+            if !v.device().same_device(x.device()) {
+                return Err(KernelsError::Shape { op, msg: format!("{what} lives on another device") }.into());
+            }
         }
     }
-    let f32s = [Some(x), gamma, beta].into_iter().flatten().all(|t| t.dtype() == DType::F32);
-    if f32s && crate::check::supported_device(op, x.device()).is_ok() {
+    let custom = matches!(x.dtype(), DType::F32 | DType::BF16)
+        && [gamma, beta].into_iter().flatten().all(|t| t.dtype() == DType::F32);
+    if custom && crate::check::supported_device(op, x.device()).is_ok() {
         // The ops read `x` as contiguous `(n, c, spatial)` whatever its rank: no reshape nodes, whose
         // gradients autograd would accumulate (a zero tensor and an add each) at the input's size.
         let xs = x.contiguous()?;
@@ -219,6 +231,35 @@ fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
         .sum()
 }
 
+/// The f32 values of a contiguous f32 or bf16 CPU operand (bf16 widened, exactly, into a copy).
+fn widened<'a>(op: &'static str, st: &'a CpuStorage, l: &Layout) -> candle_core::Result<Cow<'a, [f32]>> {
+    if st.dtype() != DType::BF16 {
+        return Ok(Cow::Borrowed(f32_values(op, st, l)?));
+    }
+    match st.to_dtype(l, DType::F32)? {
+        CpuStorage::F32(v) => Ok(Cow::Owned(v)),
+        other => Err(KernelsError::Dtype { op, dtype: other.dtype().as_str().into(), supported: "f32" }.into()),
+    }
+}
+
+/// `v` as a CPU storage of `dtype`: f32 as is, bf16 rounded to nearest even.
+fn rounded(v: Vec<f32>, dtype: DType) -> candle_core::Result<CpuStorage> {
+    let n = v.len();
+    let st = CpuStorage::F32(v);
+    if dtype == DType::F32 {
+        return Ok(st);
+    }
+    st.to_dtype(&Layout::contiguous(n), dtype)
+}
+
+/// `x` and `dy` have one dtype.
+fn same_activation_dtype(op: &'static str, x: &CpuStorage, dy: &CpuStorage) -> Result<(), KernelsError> {
+    if x.dtype() == dy.dtype() {
+        return Ok(());
+    }
+    Err(KernelsError::DtypeMismatch { op, lhs: x.dtype().as_str().into(), rhs: dy.dtype().as_str().into() })
+}
+
 /// The `(n, c, s)` sizes of a contiguous `(n, c, spatial…)` layout (rank ≥ 3), `s` the product of
 /// the spatial sizes.
 fn ncs(op: &'static str, l: &Layout) -> Result<(usize, usize, usize), KernelsError> {
@@ -244,7 +285,7 @@ impl CustomOp1 for InstanceStats {
     fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (n, c, s) = ncs(op, l)?;
-        let x = f32_values(op, st, l)?;
+        let x = widened(op, st, l)?;
         let mut out = vec![0f32; 2 * n * c];
         out.par_chunks_mut(2).zip(x.par_chunks(s)).for_each(|(o, v)| {
             let mean = lane_sum(v, |v| v) / s as f64;
@@ -288,7 +329,7 @@ impl CustomOp3 for InstanceNorm {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (_, c, s) = ncs(op, l1)?;
-        let (x, g, b) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
+        let (x, g, b) = (widened(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
         with_cpu_values(op, &self.stats, |st| {
             let y = per_slice(x.len(), s, |i, j0, y| {
                 let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], g[i % c], b[i % c]);
@@ -296,7 +337,7 @@ impl CustomOp3 for InstanceNorm {
                     *y = (x - mean) * rstd * g + b;
                 }
             });
-            Ok((CpuStorage::F32(y), l1.shape().clone()))
+            Ok((rounded(y, s1.dtype())?, l1.shape().clone()))
         })
     }
 
@@ -352,7 +393,8 @@ impl CustomOp2 for GradSums {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (n, c, s) = ncs(op, l1)?;
-        let (x, dy) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?);
+        same_activation_dtype(op, s1, s2)?;
+        let (x, dy) = (widened(op, s1, l1)?, widened(op, s2, l2)?);
         with_cpu_values(op, &self.stats, |st| {
             let mut out = vec![0f32; 2 * n * c];
             out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
@@ -404,7 +446,8 @@ impl CustomOp3 for GradInput {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let op = self.name();
         let (_, c, s) = ncs(op, l1)?;
-        let (x, dy, g) = (f32_values(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
+        same_activation_dtype(op, s1, s2)?;
+        let (x, dy, g) = (widened(op, s1, l1)?, widened(op, s2, l2)?, f32_values(op, s3, l3)?);
         with_cpu_values(op, &self.stats, |st| {
             with_cpu_values(op, &self.sums, |sums| {
                 let dx = per_slice(x.len(), s, |i, j0, dx| {
@@ -416,7 +459,7 @@ impl CustomOp3 for GradInput {
                         dx[j] = k * (dy[j] - ma - (x[j] - mean) * rstd * mb);
                     }
                 });
-                Ok((CpuStorage::F32(dx), l1.shape().clone()))
+                Ok((rounded(dx, s1.dtype())?, l1.shape().clone()))
             })
         })
     }

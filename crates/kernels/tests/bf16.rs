@@ -86,3 +86,39 @@ fn bf16_result_is_the_rounded_f32_result() {
         flat(&yf.to_dtype(DType::BF16).unwrap().to_dtype(DType::F32).unwrap())
     );
 }
+
+/// Output and gradients (x, γ, β) of `sum(norm(x) · r)` for a bf16 `x` (and `r`) with f32 γ, β:
+/// `norm` either the instance norm on bf16 directly or widened to f32 and rounded back.
+fn instance_norm_run(widen: bool, data: &[Tensor; 4]) -> [Tensor; 4] {
+    let x = Var::from_tensor(&data[0].to_dtype(DType::BF16).unwrap()).unwrap();
+    let (g, b) = (Var::from_tensor(&data[1]).unwrap(), Var::from_tensor(&data[2]).unwrap());
+    let y = if widen {
+        let y = magseg_kernels::instance_norm(&x.to_dtype(DType::F32).unwrap(), Some(&g), Some(&b), 1e-5).unwrap();
+        y.to_dtype(DType::BF16).unwrap()
+    } else {
+        magseg_kernels::instance_norm(&x, Some(&g), Some(&b), 1e-5).unwrap()
+    };
+    let r = data[3].to_dtype(DType::BF16).unwrap();
+    let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let grad = |t: &Var| grads.get(t).expect("gradient present").clone();
+    [y, grad(&x), grad(&g), grad(&b)]
+}
+
+/// The instance norm reads bf16 as f32 and rounds its output and input gradient once: bit for bit
+/// what widening the input to f32, normalising and rounding the result gives (values, the input's
+/// gradient in bf16, γ's and β's in f32), without the two conversions.
+#[test]
+fn instance_norm_on_bf16_equals_the_widened_f32_norm() {
+    for dims in [[2usize, 3, 4, 5, 6], [1, 2, 40, 30, 20]] {
+        let mut rng = Rng(0x1B16 ^ dims.iter().product::<usize>() as u64);
+        let data = [rng.tensor(&dims), rng.tensor(&dims[1..2]), rng.tensor(&dims[1..2]), rng.tensor(&dims)];
+        let (direct, widened) = (instance_norm_run(false, &data), instance_norm_run(true, &data));
+        for (i, what) in ["output", "input gradient", "gamma gradient", "beta gradient"].iter().enumerate() {
+            assert_eq!(direct[i].dtype(), widened[i].dtype(), "{dims:?} {what}: dtype");
+            assert_eq!(direct[i].dtype(), if i < 2 { DType::BF16 } else { DType::F32 }, "{dims:?} {what}: dtype");
+            let (a, b) =
+                (flat(&direct[i].to_dtype(DType::F32).unwrap()), flat(&widened[i].to_dtype(DType::F32).unwrap()));
+            assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "{dims:?} {what}: not bit-identical");
+        }
+    }
+}

@@ -150,13 +150,23 @@ impl AffineInstanceNorm {
 
     /// Normalises each (n, c) volume of `x (N, C, D, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        in_f32(x, |x| Ok(instance_norm(x, Some(&self.weight), Some(&self.bias), 1e-5)?))
+        norm_in_f32(x, |x| Ok(instance_norm(x, Some(&self.weight), Some(&self.bias), 1e-5)?))
     }
 }
 
 /// MONAI's `"instance"` norm: `InstanceNorm3d(affine=False)`, eps 1e-5, no parameters.
 pub fn instance_norm_plain(x: &Tensor) -> Result<Tensor> {
-    in_f32(x, |x| Ok(instance_norm(x, None, None, 1e-5)?))
+    norm_in_f32(x, |x| Ok(instance_norm(x, None, None, 1e-5)?))
+}
+
+/// Runs the instance norm `f` with f32 statistics: f32 and bf16 `x` directly
+/// ([`magseg_kernels::instance_norm`] reads bf16 as f32 and rounds its output once, the values of
+/// [`in_f32`] without its two conversions), other dtypes through [`in_f32`].
+fn norm_in_f32(x: &Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    match x.dtype() {
+        DType::F32 | DType::BF16 => f(x),
+        _ => in_f32(x, f),
+    }
 }
 
 /// Leaky ReLU (PyTorch's `F.leaky_relu`): one custom op each way for f32 and bf16

@@ -1,7 +1,24 @@
-// Instance norm over (n, c) slices of s values, f32 (magseg_kernels::instance_norm; launched by
+// Instance norm over (n, c) slices of s values (magseg_kernels::instance_norm; launched by
 // src/cuda/norm.rs). Long slices are split into chunks of IN_CHUNK values: one block per (slice,
 // chunk) computes partial results in a fixed-order shared-memory tree, a second kernel combines each
-// slice's chunks in order in f64 (deterministic).
+// slice's chunks in order in f64 (deterministic). The activations x, dy, y, dx are f32 or bf16 (the
+// _f32 / _bf16 kernels); statistics, sums, gamma and beta are f32, and all arithmetic is f32: a bf16
+// value is widened exactly and a bf16 result rounded to nearest even once, so the bf16 kernels give
+// the f32 kernels' results on the widened input, rounded.
+
+typedef unsigned short bf16_t;
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(bf16_t h) { return __uint_as_float(((unsigned int)h) << 16); }
+
+// Round to nearest, ties to even; NaN stays a (quiet) NaN, infinities stay infinities.
+__device__ __forceinline__ void put(float* p, float v) { *p = v; }
+__device__ __forceinline__ void put(bf16_t* p, float f) {
+    unsigned int u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { *p = (bf16_t)((u >> 16) | 0x0040u); return; }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    *p = (bf16_t)(u >> 16);
+}
 
 #define IN_THREADS 256
 #define IN_CHUNK 16384
@@ -21,19 +38,19 @@ __device__ __forceinline__ float block_sum(float v, float* s) {
 
 // partial[(slice*chunks + k)*3 ..] = (count, mean, M2) of chunk k (blockIdx.y) of slice blockIdx.x,
 // two passes over the chunk (its mean, then the squared deviations from it).
-extern "C" __global__ void in_stats_partial_f32(const float* __restrict__ x, float* __restrict__ partial,
-                                                long long s) {
+template <typename T>
+__device__ __forceinline__ void in_stats_partial(const T* __restrict__ x, float* __restrict__ partial, long long s) {
     __shared__ float sh[IN_THREADS];
-    const float* v = x + (long long)blockIdx.x * s;
+    const T* v = x + (long long)blockIdx.x * s;
     const long long start = (long long)blockIdx.y * IN_CHUNK;
     const long long end = min(start + (long long)IN_CHUNK, s);
     float acc = 0.f;
-    for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) acc += v[i];
+    for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) acc += to_f(v[i]);
     const float count = (float)(end - start);
     const float mean = block_sum(acc, sh) / count;
     acc = 0.f;
     for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) {
-        const float d = v[i] - mean;
+        const float d = to_f(v[i]) - mean;
         acc += d * d;
     }
     const float m2 = block_sum(acc, sh);
@@ -43,6 +60,16 @@ extern "C" __global__ void in_stats_partial_f32(const float* __restrict__ x, flo
         o[1] = mean;
         o[2] = m2;
     }
+}
+
+extern "C" __global__ void in_stats_partial_f32(const float* __restrict__ x, float* __restrict__ partial,
+                                                long long s) {
+    in_stats_partial(x, partial, s);
+}
+
+extern "C" __global__ void in_stats_partial_bf16(const bf16_t* __restrict__ x, float* __restrict__ partial,
+                                                 long long s) {
+    in_stats_partial(x, partial, s);
 }
 
 // stats[2i] = mean, stats[2i+1] = 1/sqrt(var + eps) of slice i: its chunks combined in order in f64
@@ -65,20 +92,34 @@ extern "C" __global__ void in_stats_final_f32(const float* __restrict__ partial,
 }
 
 // y = (x - mean)*rstd*gamma[c] + beta[c]; one thread per element of (slices, s), c = slice % channels.
-extern "C" __global__ void in_fwd_f32(const float* __restrict__ x, const float* __restrict__ stats,
-                                      const float* __restrict__ gamma, const float* __restrict__ beta,
-                                      float* __restrict__ y, long long total, long long s, int channels) {
+template <typename T>
+__device__ __forceinline__ void in_fwd(const T* __restrict__ x, const float* __restrict__ stats,
+                                       const float* __restrict__ gamma, const float* __restrict__ beta,
+                                       T* __restrict__ y, long long total, long long s, int channels) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     const long long sl = i / s;
     const int c = (int)(sl % channels);
-    y[i] = (x[i] - stats[2 * sl]) * stats[2 * sl + 1] * gamma[c] + beta[c];
+    put(&y[i], (to_f(x[i]) - stats[2 * sl]) * stats[2 * sl + 1] * gamma[c] + beta[c]);
+}
+
+extern "C" __global__ void in_fwd_f32(const float* __restrict__ x, const float* __restrict__ stats,
+                                      const float* __restrict__ gamma, const float* __restrict__ beta,
+                                      float* __restrict__ y, long long total, long long s, int channels) {
+    in_fwd(x, stats, gamma, beta, y, total, s, channels);
+}
+
+extern "C" __global__ void in_fwd_bf16(const bf16_t* __restrict__ x, const float* __restrict__ stats,
+                                       const float* __restrict__ gamma, const float* __restrict__ beta,
+                                       bf16_t* __restrict__ y, long long total, long long s, int channels) {
+    in_fwd(x, stats, gamma, beta, y, total, s, channels);
 }
 
 // partial[(slice*chunks + k)*2 ..] = (sum dy, sum dy*xhat) over chunk k (blockIdx.y) of slice blockIdx.x.
-extern "C" __global__ void in_grad_partial_f32(const float* __restrict__ x, const float* __restrict__ dy,
-                                               const float* __restrict__ stats, float* __restrict__ partial,
-                                               long long s) {
+template <typename T>
+__device__ __forceinline__ void in_grad_partial(const T* __restrict__ x, const T* __restrict__ dy,
+                                                const float* __restrict__ stats, float* __restrict__ partial,
+                                                long long s) {
     __shared__ float sh[IN_THREADS];
     const long long base = (long long)blockIdx.x * s;
     const float mean = stats[2 * blockIdx.x], rstd = stats[2 * blockIdx.x + 1];
@@ -86,9 +127,9 @@ extern "C" __global__ void in_grad_partial_f32(const float* __restrict__ x, cons
     const long long end = min(start + (long long)IN_CHUNK, s);
     float a = 0.f, b = 0.f;
     for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) {
-        const float d = dy[base + i];
+        const float d = to_f(dy[base + i]);
         a += d;
-        b += d * ((x[base + i] - mean) * rstd);
+        b += d * ((to_f(x[base + i]) - mean) * rstd);
     }
     a = block_sum(a, sh);
     b = block_sum(b, sh);
@@ -97,6 +138,18 @@ extern "C" __global__ void in_grad_partial_f32(const float* __restrict__ x, cons
         o[0] = a;
         o[1] = b;
     }
+}
+
+extern "C" __global__ void in_grad_partial_f32(const float* __restrict__ x, const float* __restrict__ dy,
+                                               const float* __restrict__ stats, float* __restrict__ partial,
+                                               long long s) {
+    in_grad_partial(x, dy, stats, partial, s);
+}
+
+extern "C" __global__ void in_grad_partial_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy,
+                                                const float* __restrict__ stats, float* __restrict__ partial,
+                                                long long s) {
+    in_grad_partial(x, dy, stats, partial, s);
 }
 
 // sums[2i], sums[2i+1] = the chunk partials of slice i added in order in f64; one thread per slice.
@@ -114,15 +167,30 @@ extern "C" __global__ void in_grad_final_f32(const float* __restrict__ partial, 
 }
 
 // dx = gamma[c]*rstd*(dy - sum(dy)/s - xhat*sum(dy*xhat)/s); one thread per element.
-extern "C" __global__ void in_grad_input_f32(const float* __restrict__ x, const float* __restrict__ dy,
-                                             const float* __restrict__ gamma, const float* __restrict__ stats,
-                                             const float* __restrict__ sums, float* __restrict__ dx, long long total,
-                                             long long s, int channels) {
+template <typename T>
+__device__ __forceinline__ void in_grad_input(const T* __restrict__ x, const T* __restrict__ dy,
+                                              const float* __restrict__ gamma, const float* __restrict__ stats,
+                                              const float* __restrict__ sums, T* __restrict__ dx, long long total,
+                                              long long s, int channels) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     const long long sl = i / s;
     const float mean = stats[2 * sl], rstd = stats[2 * sl + 1];
     const float ma = sums[2 * sl] / (float)s, mb = sums[2 * sl + 1] / (float)s;
     const float k = gamma[(int)(sl % channels)] * rstd;
-    dx[i] = k * (dy[i] - ma - (x[i] - mean) * rstd * mb);
+    put(&dx[i], k * (to_f(dy[i]) - ma - (to_f(x[i]) - mean) * rstd * mb));
+}
+
+extern "C" __global__ void in_grad_input_f32(const float* __restrict__ x, const float* __restrict__ dy,
+                                             const float* __restrict__ gamma, const float* __restrict__ stats,
+                                             const float* __restrict__ sums, float* __restrict__ dx, long long total,
+                                             long long s, int channels) {
+    in_grad_input(x, dy, gamma, stats, sums, dx, total, s, channels);
+}
+
+extern "C" __global__ void in_grad_input_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy,
+                                              const float* __restrict__ gamma, const float* __restrict__ stats,
+                                              const float* __restrict__ sums, bf16_t* __restrict__ dx,
+                                              long long total, long long s, int channels) {
+    in_grad_input(x, dy, gamma, stats, sums, dx, total, s, channels);
 }

@@ -1,11 +1,86 @@
-//! Instance norm (`norm.cu`) on the GPU, f32, launched on candle's stream.
+//! Instance norm (`norm.cu`) on the GPU, launched on candle's stream: activations (`x`, `dy`, and the
+//! outputs `y`, `dx`) in f32 or bf16, statistics, sums, `γ` and `β` in f32.
 
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::cuda_backend::WrapErr;
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+use candle_core::cuda_backend::{CudaDType, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, Layout, Shape};
 
-use super::{elementwise_config, f32_view, wrap_f32};
+use super::{contiguous_range, elementwise_config, f32_view, wrap_f32};
 use crate::KernelsError;
+
+/// The contiguous view of an operand of exactly `len` elements of a typed slice.
+fn typed_view<'a, T>(
+    op: &'static str,
+    slice: &'a CudaSlice<T>,
+    l: &Layout,
+    len: usize,
+) -> Result<CudaView<'a, T>, KernelsError> {
+    match contiguous_range(op, l, slice.len())? {
+        (a, b) if b - a == len => Ok(slice.slice(a..b)),
+        _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),
+    }
+}
+
+/// Runs `$body` with `$x` bound to the f32 or bf16 slice of the activation storage `$st`, `$sfx` to the
+/// kernels' suffix (`"f32"`, `"bf16"`) and `$y` (when given) to the same-dtype slice of `$st2`; other
+/// dtypes or a mixed pair are an error.
+macro_rules! with_activation {
+    ($op:expr, $st:expr, |$x:ident, $sfx:ident| $body:expr) => {
+        match &$st.slice {
+            CudaStorageSlice::F32($x) => {
+                let $sfx = "f32";
+                $body
+            }
+            CudaStorageSlice::BF16($x) => {
+                let $sfx = "bf16";
+                $body
+            }
+            _ => {
+                Err(KernelsError::Dtype { op: $op, dtype: $st.dtype().as_str().into(), supported: "f32, bf16" }.into())
+            }
+        }
+    };
+    ($op:expr, $st:expr, $st2:expr, |$x:ident, $y:ident, $sfx:ident| $body:expr) => {
+        match (&$st.slice, &$st2.slice) {
+            (CudaStorageSlice::F32($x), CudaStorageSlice::F32($y)) => {
+                let $sfx = "f32";
+                $body
+            }
+            (CudaStorageSlice::BF16($x), CudaStorageSlice::BF16($y)) => {
+                let $sfx = "bf16";
+                $body
+            }
+            _ => Err(KernelsError::DtypeMismatch {
+                op: $op,
+                lhs: $st.dtype().as_str().into(),
+                rhs: $st2.dtype().as_str().into(),
+            }
+            .into()),
+        }
+    };
+}
+
+/// A fresh output slice of `len` elements of the activations' dtype.
+fn alloc_like<T: DeviceRepr + ValidAsZeroBits>(
+    dev: &candle_core::cuda_backend::CudaDevice,
+    _like: &CudaSlice<T>,
+    len: usize,
+) -> candle_core::Result<CudaSlice<T>> {
+    // SAFETY (allocation): the callers' kernels write every value.
+    unsafe { dev.alloc::<T>(len) }
+}
+
+/// `out` as a storage of `shape`.
+fn wrap<T: CudaDType>(
+    out: CudaSlice<T>,
+    dev: &candle_core::cuda_backend::CudaDevice,
+    shape: Shape,
+) -> (CudaStorage, Shape) {
+    (CudaStorage::wrap_cuda_slice(out, dev.clone()), shape)
+}
 
 /// PTX of `norm.cu`, compiled by build.rs with nvcc.
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/norm.ptx"));
@@ -44,17 +119,27 @@ pub(crate) fn stats(
     s: usize,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let op = "instance_norm_stats";
+    with_activation!(op, st, |x, sfx| stats_typed(eps, (st, typed_view(op, x, l, slices * s)?), sfx, slices, s))
+}
+
+fn stats_typed<T>(
+    eps: f32,
+    (st, x): (&CudaStorage, CudaView<'_, T>),
+    sfx: &str,
+    slices: usize,
+    s: usize,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "instance_norm_stats";
     let dev = &st.device;
-    let x = f32_view(op, st, l, slices * s)?;
     let (cfg, chunks) = partial_grid(op, slices, s)?;
     // SAFETY (allocations): the kernels below write every value.
     let partial = unsafe { dev.alloc::<f32>(slices * chunks * 3) }?;
     let out = unsafe { dev.alloc::<f32>(2 * slices) }?;
     let s_arg = s as i64;
-    let f = dev.get_or_load_custom_func("in_stats_partial_f32", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func(&format!("in_stats_partial_{sfx}"), MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&x).arg(&partial).arg(&s_arg);
-    // SAFETY: in_stats_partial_f32(const float* x, float* partial, long long s) on a (slices, chunks)
+    // SAFETY: in_stats_partial_{f32,bf16}(const T* x, float* partial, long long s) on a (slices, chunks)
     // grid: block (i, k) reads x[i·s + k·IN_CHUNK .. min(.., (i+1)·s)) and writes partial[(i·chunks + k)·3
     // .. +3]; x holds slices·s values, partial slices·chunks·3; static shared memory.
     unsafe { b.launch(cfg) }.w()?;
@@ -79,18 +164,21 @@ pub(crate) fn forward(
     let op = "instance_norm";
     let dev = &xs.device;
     let total = n * c * s;
-    let (x, stats) = (f32_view(op, xs, xl, total)?, f32_view(op, st, stl, 2 * n * c)?);
+    let stats = f32_view(op, st, stl, 2 * n * c)?;
     let (gamma, beta) = (f32_view(op, g, gl, c)?, f32_view(op, bt, btl, c)?);
-    // SAFETY (allocation): the kernel writes every value.
-    let out = unsafe { dev.alloc::<f32>(total) }?;
     let (t_arg, s_arg, c_arg) = (total as i64, s as i64, c as i32);
-    let f = dev.get_or_load_custom_func("in_fwd_f32", MODULE, PTX)?;
-    let mut b = f.builder();
-    b.arg(&x).arg(&stats).arg(&gamma).arg(&beta).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
-    // SAFETY: in_fwd_f32(x, stats, gamma, beta, y, long long total, long long s, int channels): thread
-    // i < total reads x[i], stats[2(i/s)..+2], gamma/beta[(i/s) % channels] and writes y[i] (sizes above).
-    unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
-    Ok(wrap_f32(out, dev, xl.shape().clone()))
+    with_activation!(op, xs, |xslice, sfx| {
+        let x = typed_view(op, xslice, xl, total)?;
+        let out = alloc_like(dev, xslice, total)?;
+        let f = dev.get_or_load_custom_func(&format!("in_fwd_{sfx}"), MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&x).arg(&stats).arg(&gamma).arg(&beta).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
+        // SAFETY: in_fwd_{f32,bf16}(const T* x, stats, gamma, beta, T* y, long long total, long long s,
+        // int channels): thread i < total reads x[i], stats[2(i/s)..+2], gamma/beta[(i/s) % channels]
+        // and writes y[i] (sizes above).
+        unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
+        Ok(wrap(out, dev, xl.shape().clone()))
+    })
 }
 
 /// `(x, dy)` → `(slices, 2)`: `Σ dy` and `Σ dy·x̂` of each slice.
@@ -102,18 +190,31 @@ pub(crate) fn grad_sums(
     s: usize,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let op = "instance_norm_grad_sums";
-    let dev = &xs.device;
-    let (x, dy) = (f32_view(op, xs, xl, slices * s)?, f32_view(op, ds, dl, slices * s)?);
     let stats = f32_view(op, st, stl, 2 * slices)?;
+    with_activation!(op, xs, ds, |x, dy, sfx| {
+        let (x, dy) = (typed_view(op, x, xl, slices * s)?, typed_view(op, dy, dl, slices * s)?);
+        grad_sums_typed(&xs.device, (x, dy), stats, sfx, slices, s)
+    })
+}
+
+fn grad_sums_typed<T>(
+    dev: &candle_core::cuda_backend::CudaDevice,
+    (x, dy): (CudaView<'_, T>, CudaView<'_, T>),
+    stats: CudaView<'_, f32>,
+    sfx: &str,
+    slices: usize,
+    s: usize,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let op = "instance_norm_grad_sums";
     let (cfg, chunks) = partial_grid(op, slices, s)?;
     // SAFETY (allocations): the kernels below write every value.
     let partial = unsafe { dev.alloc::<f32>(slices * chunks * 2) }?;
     let out = unsafe { dev.alloc::<f32>(2 * slices) }?;
     let s_arg = s as i64;
-    let f = dev.get_or_load_custom_func("in_grad_partial_f32", MODULE, PTX)?;
+    let f = dev.get_or_load_custom_func(&format!("in_grad_partial_{sfx}"), MODULE, PTX)?;
     let mut b = f.builder();
     b.arg(&x).arg(&dy).arg(&stats).arg(&partial).arg(&s_arg);
-    // SAFETY: in_grad_partial_f32(x, dy, stats, partial, long long s) on a (slices, chunks) grid: block
+    // SAFETY: in_grad_partial_{f32,bf16}(x, dy, stats, partial, long long s) on a (slices, chunks) grid: block
     // (i, k) reads chunk k of slice i of x and dy and stats[2i..2i+2], writes partial[(i·chunks + k)·2
     // .. +2] (slices·chunks·2 values); static shared memory.
     unsafe { b.launch(cfg) }.w()?;
@@ -139,17 +240,19 @@ pub(crate) fn grad_input(
     let op = "instance_norm_grad_input";
     let dev = &xs.device;
     let total = n * c * s;
-    let (x, dy, gamma) = (f32_view(op, xs, xl, total)?, f32_view(op, ds, dl, total)?, f32_view(op, g, gl, c)?);
+    let gamma = f32_view(op, g, gl, c)?;
     let (stats, sums) = (f32_view(op, st, stl, 2 * n * c)?, f32_view(op, ss, ssl, 2 * n * c)?);
-    // SAFETY (allocation): the kernel writes every value.
-    let out = unsafe { dev.alloc::<f32>(total) }?;
     let (t_arg, s_arg, c_arg) = (total as i64, s as i64, c as i32);
-    let f = dev.get_or_load_custom_func("in_grad_input_f32", MODULE, PTX)?;
-    let mut b = f.builder();
-    b.arg(&x).arg(&dy).arg(&gamma).arg(&stats).arg(&sums).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
-    // SAFETY: in_grad_input_f32(x, dy, gamma, stats, sums, dx, long long total, long long s, int channels):
-    // thread i < total reads x[i], dy[i], gamma[(i/s) % channels], stats and sums [2(i/s)..+2] and
-    // writes dx[i] (sizes checked above).
-    unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
-    Ok(wrap_f32(out, dev, xl.shape().clone()))
+    with_activation!(op, xs, ds, |xslice, dyslice, sfx| {
+        let (x, dy) = (typed_view(op, xslice, xl, total)?, typed_view(op, dyslice, dl, total)?);
+        let out = alloc_like(dev, xslice, total)?;
+        let f = dev.get_or_load_custom_func(&format!("in_grad_input_{sfx}"), MODULE, PTX)?;
+        let mut b = f.builder();
+        b.arg(&x).arg(&dy).arg(&gamma).arg(&stats).arg(&sums).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
+        // SAFETY: in_grad_input_{f32,bf16}(const T* x, const T* dy, gamma, stats, sums, T* dx, long long
+        // total, long long s, int channels): thread i < total reads x[i], dy[i], gamma[(i/s) % channels],
+        // stats and sums [2(i/s)..+2] and writes dx[i] (sizes checked above).
+        unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
+        Ok(wrap(out, dev, xl.shape().clone()))
+    })
 }
