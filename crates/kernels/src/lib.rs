@@ -101,7 +101,7 @@ pub use conv_transpose3d::{conv_transpose3d, conv_transpose3d_with_path, ConvTra
 pub use dense::{linear, self_attention};
 pub use error::KernelsError;
 pub use geom::Conv3dGeometry;
-pub use norm::instance_norm;
+pub use norm::{instance_norm, instance_norm_leaky_relu};
 pub use path::CudaConvPath;
 pub use pool::max_pool2;
 pub use rows::{layer_norm, softmax_last};

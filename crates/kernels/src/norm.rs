@@ -35,8 +35,42 @@ pub fn instance_norm(
     beta: Option<&Tensor>,
     eps: f64,
 ) -> candle_core::Result<Tensor> {
+    normalize(x, gamma, beta, eps, None)
+}
+
+/// [`instance_norm`] followed by [`crate::leaky_relu`] with `slope`, as one op: where the instance
+/// norm runs as custom ops (f32 and bf16), the activation is applied in the normalisation's pass
+/// and its derivative in the backward pass's (the normalised value recomputed from `x`), so the
+/// pair costs what the norm alone does. The values and gradients are those of the two ops in f32
+/// (bit for bit on the CPU); in bf16 the output is rounded once, after the activation, as if the
+/// pair ran in f32 on the widened input.
+pub fn instance_norm_leaky_relu(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f64,
+    slope: f64,
+) -> candle_core::Result<Tensor> {
+    if !slope.is_finite() {
+        return Err(KernelsError::Config {
+            op: "instance_norm",
+            msg: format!("the slope must be finite, got {slope}"),
+        }
+        .into());
+    }
+    normalize(x, gamma, beta, eps, Some(slope))
+}
+
+/// The instance norm, followed by a leaky ReLU of `slope` when given.
+fn normalize(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    eps: f64,
+    slope: Option<f64>,
+) -> candle_core::Result<Tensor> {
     let op = "instance_norm";
-    let _span = tracing::debug_span!("instance_norm", x = ?x.dims(), eps).entered();
+    let _span = tracing::debug_span!("instance_norm", x = ?x.dims(), eps, ?slope).entered();
     let dims = x.dims();
     if dims.len() < 3 {
         return Err(KernelsError::Rank {
@@ -90,7 +124,8 @@ pub fn instance_norm(
             Some(b) => b.contiguous()?,
             None => Tensor::zeros(c, DType::F32, x.device())?,
         };
-        return xs.apply_op3(&gamma, &beta, InstanceNorm { stats });
+        let slope = slope.map_or(1.0, |s| s as f32);
+        return xs.apply_op3(&gamma, &beta, InstanceNorm { stats, slope });
     }
     // The statistics are sums over `spatial` values per (n, c): split into (rows, cols) and summed
     // in two stages, and broadcast back in two stages, so that candle's CUDA reductions (one thread
@@ -111,7 +146,11 @@ pub fn instance_norm(
     if let Some(b) = beta {
         y = (y + spread(&b.reshape((1, c, 1, 1))?, shape)?)?;
     }
-    y.reshape(dims)
+    let y = y.reshape(dims)?;
+    match slope {
+        Some(slope) => crate::leaky_relu(&y, slope),
+        None => Ok(y),
+    }
 }
 
 /// The mean over dimensions 2 and 3 of `t (n, c, rows, cols)`, kept: `(n, c, 1, 1)`.
@@ -260,6 +299,32 @@ fn same_activation_dtype(op: &'static str, x: &CpuStorage, dy: &CpuStorage) -> R
     Err(KernelsError::DtypeMismatch { op, lhs: x.dtype().as_str().into(), rhs: dy.dtype().as_str().into() })
 }
 
+/// `(Σ dz, Σ dz·x̂)` over pairs of `x` and `dy`, `dz = dz(x, dy)`: [`lane_sum`] of `dz` and
+/// [`lane_sum2`] of `dz·x̂(x)` (the same lanes, runs and order, so the same values) in one pass, with
+/// no `dz` buffer.
+fn lane_sums_dz(x: &[f32], dy: &[f32], dz: impl Fn(f32, f32) -> f32, xhat: impl Fn(f32) -> f32) -> (f64, f64) {
+    let runs: Vec<(f64, f64)> = x
+        .chunks(1024)
+        .zip(dy.chunks(1024))
+        .map(|(rx, rd)| {
+            let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+            let (mut ix, mut id) = (rx.chunks_exact(8), rd.chunks_exact(8));
+            for (cx, cd) in (&mut ix).zip(&mut id) {
+                for k in 0..8 {
+                    let d = dz(cx[k], cd[k]);
+                    a[k] += d;
+                    b[k] += d * xhat(cx[k]);
+                }
+            }
+            let tail = || ix.remainder().iter().zip(id.remainder()).map(|(&x, &d)| (x, dz(x, d)));
+            let ta: f32 = tail().map(|(_, d)| d).sum();
+            let tb: f32 = tail().map(|(x, d)| d * xhat(x)).sum();
+            (f64::from(a.iter().sum::<f32>() + ta), f64::from(b.iter().sum::<f32>() + tb))
+        })
+        .collect();
+    (runs.iter().map(|r| r.0).sum(), runs.iter().map(|r| r.1).sum())
+}
+
 /// The `(n, c, s)` sizes of a contiguous `(n, c, spatial…)` layout (rank ≥ 3), `s` the product of
 /// the spatial sizes.
 fn ncs(op: &'static str, l: &Layout) -> Result<(usize, usize, usize), KernelsError> {
@@ -308,9 +373,21 @@ impl CustomOp1 for InstanceStats {
     }
 }
 
-/// `y = (x − mean)·rstd·γ + β` of `(x (n, c, s), γ (c,), β (c,))`.
+/// `y = act((x − mean)·rstd·γ + β)` of `(x (n, c, s), γ (c,), β (c,))`, `act(z) = z > 0 ? z : z·slope`
+/// (the identity for slope 1: `z·1 = z` exactly).
 struct InstanceNorm {
     stats: Tensor,
+    slope: f32,
+}
+
+/// The leaky ReLU of [`crate::leaky_relu`] (`z > 0 ? z : z·slope`).
+#[inline(always)]
+fn leaky(z: f32, slope: f32) -> f32 {
+    if z > 0.0 {
+        z
+    } else {
+        z * slope
+    }
 }
 
 impl CustomOp3 for InstanceNorm {
@@ -331,10 +408,11 @@ impl CustomOp3 for InstanceNorm {
         let (_, c, s) = ncs(op, l1)?;
         let (x, g, b) = (widened(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
         with_cpu_values(op, &self.stats, |st| {
+            let slope = self.slope;
             let y = per_slice(x.len(), s, |i, j0, y| {
                 let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], g[i % c], b[i % c]);
                 for (y, &x) in y.iter_mut().zip(&x[i * s + j0..]) {
-                    *y = (x - mean) * rstd * g + b;
+                    *y = leaky((x - mean) * rstd * g + b, slope);
                 }
             });
             Ok((rounded(y, s1.dtype())?, l1.shape().clone()))
@@ -353,7 +431,7 @@ impl CustomOp3 for InstanceNorm {
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (n, c, s) = ncs(self.name(), l1)?;
         with_cuda_storages(self.name(), [&self.stats], |[st]| {
-            crate::cuda::norm::forward((s1, l1), st, (s2, l2), (s3, l3), (n, c, s))
+            crate::cuda::norm::forward((s1, l1), st, (s2, l2), (s3, l3), (n, c, s), self.slope)
         })
     }
 
@@ -361,22 +439,35 @@ impl CustomOp3 for InstanceNorm {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _: &Tensor,
+        beta: &Tensor,
         _: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c) = (x.dim(0)?, x.dim(1)?);
         let dy = grad.contiguous()?;
-        let sums = x.apply_op2_no_bwd(&dy, &GradSums { stats: self.stats.clone() })?;
-        let dx = x.apply_op3_no_bwd(&dy, gamma, &GradInput { stats: self.stats.clone(), sums: sums.clone() })?;
+        // The activation's derivative needs z = x̂·γ + β; the kernels recompute it from x.
+        let affine = Tensor::stack(&[gamma.detach(), beta.detach()], 0)?;
+        let act = Act { stats: self.stats.clone(), affine, slope: self.slope };
+        let sums = x.apply_op2_no_bwd(&dy, &GradSums { act: act.clone() })?;
+        let dx = x.apply_op2_no_bwd(&dy, &GradInput { act, sums: sums.clone() })?;
         let per_channel = |col: usize| sums.narrow(1, col, 1)?.reshape((n, c))?.sum(0);
         Ok((Some(dx), Some(per_channel(1)?), Some(per_channel(0)?)))
     }
 }
 
-/// `(x, dy)` → `(n·c, 2)`: `Σ dy` and `Σ dy·x̂` of each (n, c) slice.
-struct GradSums {
+/// What the backward passes need to recompute the activation's derivative: the statistics, `γ` and `β`
+/// stacked as `(2, c)` (f32) and the slope (1: none).
+#[derive(Clone)]
+struct Act {
     stats: Tensor,
+    affine: Tensor,
+    slope: f32,
+}
+
+/// `(x, dy)` → `(n·c, 2)`: `Σ dz` and `Σ dz·x̂` of each (n, c) slice, `dz = z > 0 ? dy : dy·slope`
+/// the gradient before the activation.
+struct GradSums {
+    act: Act,
 }
 
 impl CustomOp2 for GradSums {
@@ -395,71 +486,23 @@ impl CustomOp2 for GradSums {
         let (n, c, s) = ncs(op, l1)?;
         same_activation_dtype(op, s1, s2)?;
         let (x, dy) = (widened(op, s1, l1)?, widened(op, s2, l2)?);
-        with_cpu_values(op, &self.stats, |st| {
-            let mut out = vec![0f32; 2 * n * c];
-            out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
-                |(i, (o, (x, dy)))| {
-                    let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
-                    let a = lane_sum(dy, |d| d);
-                    let b = lane_sum2(x, dy, |x, d| d * ((x - mean) * rstd));
-                    (o[0], o[1]) = (a as f32, b as f32);
-                },
-            );
-            Ok((CpuStorage::F32(out), Shape::from((n * c, 2))))
-        })
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let (n, c, s) = ncs(self.name(), l1)?;
-        with_cuda_storages(self.name(), [&self.stats], |[st]| {
-            crate::cuda::norm::grad_sums((s1, l1), (s2, l2), st, n * c, s)
-        })
-    }
-}
-
-/// `(x, dy, γ)` → `dx = γ·rstd·(dy − Σdy/s − x̂·Σ(dy·x̂)/s)` per (n, c) slice.
-struct GradInput {
-    stats: Tensor,
-    sums: Tensor,
-}
-
-impl CustomOp3 for GradInput {
-    fn name(&self) -> &'static str {
-        "instance_norm_grad_input"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let op = self.name();
-        let (_, c, s) = ncs(op, l1)?;
-        same_activation_dtype(op, s1, s2)?;
-        let (x, dy, g) = (widened(op, s1, l1)?, widened(op, s2, l2)?, f32_values(op, s3, l3)?);
-        with_cpu_values(op, &self.stats, |st| {
-            with_cpu_values(op, &self.sums, |sums| {
-                let dx = per_slice(x.len(), s, |i, j0, dx| {
-                    let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
-                    let (ma, mb) = (sums[2 * i] / s as f32, sums[2 * i + 1] / s as f32);
-                    let k = g[i % c] * rstd;
-                    let (x, dy) = (&x[i * s + j0..], &dy[i * s + j0..]);
-                    for j in 0..dx.len() {
-                        dx[j] = k * (dy[j] - ma - (x[j] - mean) * rstd * mb);
-                    }
-                });
-                Ok((rounded(dx, s1.dtype())?, l1.shape().clone()))
+        let slope = self.act.slope;
+        with_cpu_values(op, &self.act.stats, |st| {
+            with_cpu_values(op, &self.act.affine, |gb| {
+                let mut out = vec![0f32; 2 * n * c];
+                out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
+                    |(i, (o, (x, dy)))| {
+                        let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], gb[i % c], gb[c + i % c]);
+                        let (a, b) = if slope == 1.0 {
+                            (lane_sum(dy, |d| d), lane_sum2(x, dy, |x, d| d * ((x - mean) * rstd)))
+                        } else {
+                            let xhat = |x: f32| (x - mean) * rstd;
+                            lane_sums_dz(x, dy, |x, d| if xhat(x) * g + b > 0.0 { d } else { d * slope }, xhat)
+                        };
+                        (o[0], o[1]) = (a as f32, b as f32);
+                    },
+                );
+                Ok((CpuStorage::F32(out), Shape::from((n * c, 2))))
             })
         })
     }
@@ -471,12 +514,71 @@ impl CustomOp3 for GradInput {
         l1: &Layout,
         s2: &candle_core::CudaStorage,
         l2: &Layout,
-        s3: &candle_core::CudaStorage,
-        l3: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         let (n, c, s) = ncs(self.name(), l1)?;
-        with_cuda_storages(self.name(), [&self.stats, &self.sums], |[st, sums]| {
-            crate::cuda::norm::grad_input((s1, l1), (s2, l2), (s3, l3), st, sums, (n, c, s))
+        with_cuda_storages(self.name(), [&self.act.stats, &self.act.affine], |[st, gb]| {
+            crate::cuda::norm::grad_sums((s1, l1), (s2, l2), st, gb, (n, c, s), self.act.slope)
+        })
+    }
+}
+
+/// `(x, dy)` → `dx = γ·rstd·(dz − Σdz/s − x̂·Σ(dz·x̂)/s)` per (n, c) slice, `dz` as in [`GradSums`]
+/// (γ from the stacked affine parameters).
+struct GradInput {
+    act: Act,
+    sums: Tensor,
+}
+
+impl CustomOp2 for GradInput {
+    fn name(&self) -> &'static str {
+        "instance_norm_grad_input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let op = self.name();
+        let (_, c, s) = ncs(op, l1)?;
+        same_activation_dtype(op, s1, s2)?;
+        let (x, dy) = (widened(op, s1, l1)?, widened(op, s2, l2)?);
+        let slope = self.act.slope;
+        with_cpu_values(op, &self.act.stats, |st| {
+            with_cpu_values(op, &self.act.affine, |gb| {
+                with_cpu_values(op, &self.sums, |sums| {
+                    let dx = per_slice(x.len(), s, |i, j0, dx| {
+                        let (mean, rstd) = (st[2 * i], st[2 * i + 1]);
+                        let (ma, mb) = (sums[2 * i] / s as f32, sums[2 * i + 1] / s as f32);
+                        let (ga, ba) = (gb[i % c], gb[c + i % c]);
+                        let k = ga * rstd;
+                        let (x, dy) = (&x[i * s + j0..], &dy[i * s + j0..]);
+                        for j in 0..dx.len() {
+                            // z = x̂·γ + β as in the forward pass; slope 1 leaves dy as it is (d·1 = d).
+                            let xhat = (x[j] - mean) * rstd;
+                            let dz = if xhat * ga + ba > 0.0 { dy[j] } else { dy[j] * slope };
+                            dx[j] = k * (dz - ma - xhat * mb);
+                        }
+                    });
+                    Ok((rounded(dx, s1.dtype())?, l1.shape().clone()))
+                })
+            })
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let (n, c, s) = ncs(self.name(), l1)?;
+        with_cuda_storages(self.name(), [&self.act.stats, &self.act.affine, &self.sums], |[st, gb, sums]| {
+            crate::cuda::norm::grad_input((s1, l1), (s2, l2), st, gb, sums, (n, c, s), self.act.slope)
         })
     }
 }

@@ -8,7 +8,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::layers::{instance_norm_plain, leaky_relu, Conv3d, ConvTranspose3d};
+use crate::layers::{instance_norm_plain, instance_norm_plain_leaky_relu, leaky_relu, Conv3d, ConvTranspose3d};
 use crate::Result;
 
 /// MONAI's LeakyReLU slope in the dynunet blocks.
@@ -35,7 +35,7 @@ impl UnetResBlock {
 
     /// Applies the block to `x (N, cin, D, H, W)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let out = leaky_relu(&instance_norm_plain(&self.conv1.forward(x)?)?, SLOPE)?;
+        let out = instance_norm_plain_leaky_relu(&self.conv1.forward(x)?, SLOPE)?;
         let out = instance_norm_plain(&self.conv2.forward(&out)?)?;
         let residual = match &self.conv3 {
             Some(c) => instance_norm_plain(&c.forward(x)?)?,

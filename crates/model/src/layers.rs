@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Tensor};
 use candle_nn::{Init, VarBuilder};
-use magseg_kernels::{conv3d, conv_transpose3d, instance_norm, Conv3dConfig};
+use magseg_kernels::{conv3d, conv_transpose3d, instance_norm, instance_norm_leaky_relu, Conv3dConfig};
 
 use crate::Result;
 
@@ -148,15 +148,23 @@ impl AffineInstanceNorm {
         Ok(Self { weight, bias })
     }
 
-    /// Normalises each (n, c) volume of `x (N, C, D, H, W)`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        norm_in_f32(x, |x| Ok(instance_norm(x, Some(&self.weight), Some(&self.bias), 1e-5)?))
+    /// Normalises each (n, c) volume of `x (N, C, D, H, W)` and applies a leaky ReLU of `slope`, as
+    /// one op ([`magseg_kernels::instance_norm_leaky_relu`]: the activation runs inside the norm's
+    /// passes; the values of the norm followed by [`leaky_relu`]).
+    pub fn forward_leaky_relu(&self, x: &Tensor, slope: f64) -> Result<Tensor> {
+        norm_in_f32(x, |x| Ok(instance_norm_leaky_relu(x, Some(&self.weight), Some(&self.bias), 1e-5, slope)?))
     }
 }
 
 /// MONAI's `"instance"` norm: `InstanceNorm3d(affine=False)`, eps 1e-5, no parameters.
 pub fn instance_norm_plain(x: &Tensor) -> Result<Tensor> {
     norm_in_f32(x, |x| Ok(instance_norm(x, None, None, 1e-5)?))
+}
+
+/// [`instance_norm_plain`] followed by a leaky ReLU of `slope`, as one op
+/// ([`magseg_kernels::instance_norm_leaky_relu`]).
+pub fn instance_norm_plain_leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    norm_in_f32(x, |x| Ok(instance_norm_leaky_relu(x, None, None, 1e-5, slope)?))
 }
 
 /// Runs the instance norm `f` with f32 statistics: f32 and bf16 `x` directly

@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use crate::layers::{leaky_relu, max_pool2, AffineInstanceNorm, Conv3d, ConvTranspose3d};
+use crate::layers::{max_pool2, AffineInstanceNorm, Conv3d, ConvTranspose3d};
 use crate::{ModelError, Result};
 
 /// Number of resolution levels.
@@ -42,8 +42,8 @@ impl ConvBlock {
 
     /// Applies the block.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = leaky_relu(&self.norm1.forward(&self.conv1.forward(x)?)?, SLOPE)?;
-        leaky_relu(&self.norm2.forward(&self.conv2.forward(&x)?)?, SLOPE)
+        let x = self.norm1.forward_leaky_relu(&self.conv1.forward(x)?, SLOPE)?;
+        self.norm2.forward_leaky_relu(&self.conv2.forward(&x)?, SLOPE)
     }
 }
 

@@ -91,65 +91,85 @@ extern "C" __global__ void in_stats_final_f32(const float* __restrict__ partial,
     stats[2 * i + 1] = (float)(1.0 / sqrt(m2 / n + (double)eps));
 }
 
-// y = (x - mean)*rstd*gamma[c] + beta[c]; one thread per element of (slices, s), c = slice % channels.
+// z = (x - mean)*rstd*gamma + beta of slice sl, computed in one fixed way (no contraction into an fma),
+// so that the backward kernels recompute the forward pass's z bit for bit.
+__device__ __forceinline__ float normalized(float x, const float* __restrict__ stats, long long sl, float g,
+                                            float b) {
+    return __fadd_rn(__fmul_rn(__fmul_rn(__fsub_rn(x, stats[2 * sl]), stats[2 * sl + 1]), g), b);
+}
+
+// The leaky ReLU of activation.cu (slope 1: the identity, z*1 = z).
+__device__ __forceinline__ float act(float z, float slope) { return z > 0.f ? z : __fmul_rn(z, slope); }
+
+// y = act((x - mean)*rstd*gamma[c] + beta[c]); one thread per element of (slices, s), c = slice % channels.
 template <typename T>
 __device__ __forceinline__ void in_fwd(const T* __restrict__ x, const float* __restrict__ stats,
                                        const float* __restrict__ gamma, const float* __restrict__ beta,
-                                       T* __restrict__ y, long long total, long long s, int channels) {
+                                       T* __restrict__ y, long long total, long long s, int channels, float slope) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     const long long sl = i / s;
     const int c = (int)(sl % channels);
-    put(&y[i], (to_f(x[i]) - stats[2 * sl]) * stats[2 * sl + 1] * gamma[c] + beta[c]);
+    put(&y[i], act(normalized(to_f(x[i]), stats, sl, gamma[c], beta[c]), slope));
 }
 
 extern "C" __global__ void in_fwd_f32(const float* __restrict__ x, const float* __restrict__ stats,
                                       const float* __restrict__ gamma, const float* __restrict__ beta,
-                                      float* __restrict__ y, long long total, long long s, int channels) {
-    in_fwd(x, stats, gamma, beta, y, total, s, channels);
+                                      float* __restrict__ y, long long total, long long s, int channels,
+                                      float slope) {
+    in_fwd(x, stats, gamma, beta, y, total, s, channels, slope);
 }
 
 extern "C" __global__ void in_fwd_bf16(const bf16_t* __restrict__ x, const float* __restrict__ stats,
                                        const float* __restrict__ gamma, const float* __restrict__ beta,
-                                       bf16_t* __restrict__ y, long long total, long long s, int channels) {
-    in_fwd(x, stats, gamma, beta, y, total, s, channels);
+                                       bf16_t* __restrict__ y, long long total, long long s, int channels,
+                                       float slope) {
+    in_fwd(x, stats, gamma, beta, y, total, s, channels, slope);
 }
 
-// partial[(slice*chunks + k)*2 ..] = (sum dy, sum dy*xhat) over chunk k (blockIdx.y) of slice blockIdx.x.
+// partial[(slice*chunks + k)*2 ..] = (sum dz, sum dz*xhat) over chunk k (blockIdx.y) of slice blockIdx.x,
+// dz = z > 0 ? dy : dy*slope the gradient before the activation (dz = dy for slope 1); gb = (gamma, beta)
+// as 2 x channels.
 template <typename T>
 __device__ __forceinline__ void in_grad_partial(const T* __restrict__ x, const T* __restrict__ dy,
-                                                const float* __restrict__ stats, float* __restrict__ partial,
-                                                long long s) {
+                                                const float* __restrict__ stats, const float* __restrict__ gb,
+                                                float* __restrict__ partial, long long s, int channels,
+                                                float slope) {
     __shared__ float sh[IN_THREADS];
-    const long long base = (long long)blockIdx.x * s;
-    const float mean = stats[2 * blockIdx.x], rstd = stats[2 * blockIdx.x + 1];
+    const long long sl = blockIdx.x;
+    const long long base = sl * s;
+    const float mean = stats[2 * sl], rstd = stats[2 * sl + 1];
+    const float g = gb[sl % channels], b = gb[channels + sl % channels];
     const long long start = (long long)blockIdx.y * IN_CHUNK;
     const long long end = min(start + (long long)IN_CHUNK, s);
-    float a = 0.f, b = 0.f;
+    float a = 0.f, c = 0.f;
     for (long long i = start + threadIdx.x; i < end; i += IN_THREADS) {
-        const float d = to_f(dy[base + i]);
+        const float xv = to_f(x[base + i]);
+        float d = to_f(dy[base + i]);
+        if (slope != 1.f && !(normalized(xv, stats, sl, g, b) > 0.f)) d = __fmul_rn(d, slope);
         a += d;
-        b += d * ((to_f(x[base + i]) - mean) * rstd);
+        c += d * ((xv - mean) * rstd);
     }
     a = block_sum(a, sh);
-    b = block_sum(b, sh);
+    c = block_sum(c, sh);
     if (threadIdx.x == 0) {
         float* o = partial + ((long long)blockIdx.x * gridDim.y + blockIdx.y) * 2;
         o[0] = a;
-        o[1] = b;
+        o[1] = c;
     }
 }
 
 extern "C" __global__ void in_grad_partial_f32(const float* __restrict__ x, const float* __restrict__ dy,
-                                               const float* __restrict__ stats, float* __restrict__ partial,
-                                               long long s) {
-    in_grad_partial(x, dy, stats, partial, s);
+                                               const float* __restrict__ stats, const float* __restrict__ gb,
+                                               float* __restrict__ partial, long long s, int channels, float slope) {
+    in_grad_partial(x, dy, stats, gb, partial, s, channels, slope);
 }
 
 extern "C" __global__ void in_grad_partial_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy,
-                                                const float* __restrict__ stats, float* __restrict__ partial,
-                                                long long s) {
-    in_grad_partial(x, dy, stats, partial, s);
+                                                const float* __restrict__ stats, const float* __restrict__ gb,
+                                                float* __restrict__ partial, long long s, int channels,
+                                                float slope) {
+    in_grad_partial(x, dy, stats, gb, partial, s, channels, slope);
 }
 
 // sums[2i], sums[2i+1] = the chunk partials of slice i added in order in f64; one thread per slice.
@@ -166,31 +186,39 @@ extern "C" __global__ void in_grad_final_f32(const float* __restrict__ partial, 
     sums[2 * i + 1] = (float)b;
 }
 
-// dx = gamma[c]*rstd*(dy - sum(dy)/s - xhat*sum(dy*xhat)/s); one thread per element.
+// dx = gamma[c]*rstd*(dz - sum(dz)/s - xhat*sum(dz*xhat)/s), dz as in in_grad_partial; one thread per
+// element.
 template <typename T>
 __device__ __forceinline__ void in_grad_input(const T* __restrict__ x, const T* __restrict__ dy,
-                                              const float* __restrict__ gamma, const float* __restrict__ stats,
-                                              const float* __restrict__ sums, T* __restrict__ dx, long long total,
-                                              long long s, int channels) {
+                                              const float* __restrict__ gb,
+                                              const float* __restrict__ stats, const float* __restrict__ sums,
+                                              T* __restrict__ dx, long long total, long long s, int channels,
+                                              float slope) {
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     const long long sl = i / s;
+    const int c = (int)(sl % channels);
     const float mean = stats[2 * sl], rstd = stats[2 * sl + 1];
     const float ma = sums[2 * sl] / (float)s, mb = sums[2 * sl + 1] / (float)s;
-    const float k = gamma[(int)(sl % channels)] * rstd;
-    put(&dx[i], k * (to_f(dy[i]) - ma - (to_f(x[i]) - mean) * rstd * mb));
+    const float k = gb[c] * rstd;
+    const float xv = to_f(x[i]);
+    float d = to_f(dy[i]);
+    if (slope != 1.f && !(normalized(xv, stats, sl, gb[c], gb[channels + c]) > 0.f)) d = __fmul_rn(d, slope);
+    put(&dx[i], k * (d - ma - (xv - mean) * rstd * mb));
 }
 
 extern "C" __global__ void in_grad_input_f32(const float* __restrict__ x, const float* __restrict__ dy,
-                                             const float* __restrict__ gamma, const float* __restrict__ stats,
-                                             const float* __restrict__ sums, float* __restrict__ dx, long long total,
-                                             long long s, int channels) {
-    in_grad_input(x, dy, gamma, stats, sums, dx, total, s, channels);
+                                             const float* __restrict__ gb,
+                                             const float* __restrict__ stats, const float* __restrict__ sums,
+                                             float* __restrict__ dx, long long total, long long s, int channels,
+                                             float slope) {
+    in_grad_input(x, dy, gb, stats, sums, dx, total, s, channels, slope);
 }
 
 extern "C" __global__ void in_grad_input_bf16(const bf16_t* __restrict__ x, const bf16_t* __restrict__ dy,
-                                              const float* __restrict__ gamma, const float* __restrict__ stats,
-                                              const float* __restrict__ sums, bf16_t* __restrict__ dx,
-                                              long long total, long long s, int channels) {
-    in_grad_input(x, dy, gamma, stats, sums, dx, total, s, channels);
+                                              const float* __restrict__ gb,
+                                              const float* __restrict__ stats, const float* __restrict__ sums,
+                                              bf16_t* __restrict__ dx, long long total, long long s, int channels,
+                                              float slope) {
+    in_grad_input(x, dy, gb, stats, sums, dx, total, s, channels, slope);
 }

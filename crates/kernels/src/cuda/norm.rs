@@ -122,6 +122,7 @@ pub(crate) fn stats(
     with_activation!(op, st, |x, sfx| stats_typed(eps, (st, typed_view(op, x, l, slices * s)?), sfx, slices, s))
 }
 
+/// [`stats`] on a typed view; `sfx` names its dtype.
 fn stats_typed<T>(
     eps: f32,
     (st, x): (&CudaStorage, CudaView<'_, T>),
@@ -153,13 +154,14 @@ fn stats_typed<T>(
     Ok(wrap_f32(out, dev, Shape::from((slices, 2))))
 }
 
-/// `y = (x − mean)·rstd·γ + β`.
+/// `y = act((x − mean)·rstd·γ + β)`, `act(z) = z > 0 ? z : z·slope` (slope 1: none).
 pub(crate) fn forward(
     (xs, xl): (&CudaStorage, &Layout),
     (st, stl): (&CudaStorage, &Layout),
     (g, gl): (&CudaStorage, &Layout),
     (bt, btl): (&CudaStorage, &Layout),
     (n, c, s): (usize, usize, usize),
+    slope: f32,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let op = "instance_norm";
     let dev = &xs.device;
@@ -172,40 +174,46 @@ pub(crate) fn forward(
         let out = alloc_like(dev, xslice, total)?;
         let f = dev.get_or_load_custom_func(&format!("in_fwd_{sfx}"), MODULE, PTX)?;
         let mut b = f.builder();
-        b.arg(&x).arg(&stats).arg(&gamma).arg(&beta).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
+        b.arg(&x).arg(&stats).arg(&gamma).arg(&beta).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg).arg(&slope);
         // SAFETY: in_fwd_{f32,bf16}(const T* x, stats, gamma, beta, T* y, long long total, long long s,
-        // int channels): thread i < total reads x[i], stats[2(i/s)..+2], gamma/beta[(i/s) % channels]
-        // and writes y[i] (sizes above).
+        // int channels, float slope): thread i < total reads x[i], stats[2(i/s)..+2],
+        // gamma/beta[(i/s) % channels] and writes y[i] (sizes above).
         unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
         Ok(wrap(out, dev, xl.shape().clone()))
     })
 }
 
-/// `(x, dy)` → `(slices, 2)`: `Σ dy` and `Σ dy·x̂` of each slice.
+/// `(x, dy)` → `(n·c, 2)`: `Σ dz` and `Σ dz·x̂` of each slice, `dz = z > 0 ? dy : dy·slope` with
+/// `z = x̂·γ + β` recomputed (`gb` = γ and β as `(2, c)`; slope 1: `dz = dy`).
 pub(crate) fn grad_sums(
     (xs, xl): (&CudaStorage, &Layout),
     (ds, dl): (&CudaStorage, &Layout),
     (st, stl): (&CudaStorage, &Layout),
-    slices: usize,
-    s: usize,
+    (gbs, gbl): (&CudaStorage, &Layout),
+    (n, c, s): (usize, usize, usize),
+    slope: f32,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let op = "instance_norm_grad_sums";
-    let stats = f32_view(op, st, stl, 2 * slices)?;
+    let slices = n * c;
+    let (stats, gb) = (f32_view(op, st, stl, 2 * slices)?, f32_view(op, gbs, gbl, 2 * c)?);
     with_activation!(op, xs, ds, |x, dy, sfx| {
         let (x, dy) = (typed_view(op, x, xl, slices * s)?, typed_view(op, dy, dl, slices * s)?);
-        grad_sums_typed(&xs.device, (x, dy), stats, sfx, slices, s)
+        grad_sums_typed(&xs.device, (x, dy), (stats, gb), sfx, (n, c, s), slope)
     })
 }
 
+/// [`grad_sums`] on typed views; `sfx` names the activations' dtype.
 fn grad_sums_typed<T>(
     dev: &candle_core::cuda_backend::CudaDevice,
     (x, dy): (CudaView<'_, T>, CudaView<'_, T>),
-    stats: CudaView<'_, f32>,
+    (stats, gb): (CudaView<'_, f32>, CudaView<'_, f32>),
     sfx: &str,
-    slices: usize,
-    s: usize,
+    (n, c, s): (usize, usize, usize),
+    slope: f32,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let op = "instance_norm_grad_sums";
+    let slices = n * c;
+    let c_arg = c as i32;
     let (cfg, chunks) = partial_grid(op, slices, s)?;
     // SAFETY (allocations): the kernels below write every value.
     let partial = unsafe { dev.alloc::<f32>(slices * chunks * 2) }?;
@@ -213,9 +221,10 @@ fn grad_sums_typed<T>(
     let s_arg = s as i64;
     let f = dev.get_or_load_custom_func(&format!("in_grad_partial_{sfx}"), MODULE, PTX)?;
     let mut b = f.builder();
-    b.arg(&x).arg(&dy).arg(&stats).arg(&partial).arg(&s_arg);
-    // SAFETY: in_grad_partial_{f32,bf16}(x, dy, stats, partial, long long s) on a (slices, chunks) grid: block
-    // (i, k) reads chunk k of slice i of x and dy and stats[2i..2i+2], writes partial[(i·chunks + k)·2
+    b.arg(&x).arg(&dy).arg(&stats).arg(&gb).arg(&partial).arg(&s_arg).arg(&c_arg).arg(&slope);
+    // SAFETY: in_grad_partial_{f32,bf16}(x, dy, stats, gb, partial, long long s, int channels, float slope)
+    // on a (slices, chunks) grid: block (i, k) reads chunk k of slice i of x and dy, stats[2i..2i+2] and
+    // gb[i % channels], gb[channels + i % channels] (2·channels values), writes partial[(i·chunks + k)·2
     // .. +2] (slices·chunks·2 values); static shared memory.
     unsafe { b.launch(cfg) }.w()?;
     let (slices_arg, chunks_arg) = (slices as i32, chunks as i32);
@@ -228,19 +237,20 @@ fn grad_sums_typed<T>(
     Ok(wrap_f32(out, dev, Shape::from((slices, 2))))
 }
 
-/// `dx = γ·rstd·(dy − Σdy/s − x̂·Σ(dy·x̂)/s)`.
+/// `dx = γ·rstd·(dz − Σdz/s − x̂·Σ(dz·x̂)/s)`, `dz` as in [`grad_sums`].
 pub(crate) fn grad_input(
     (xs, xl): (&CudaStorage, &Layout),
     (ds, dl): (&CudaStorage, &Layout),
-    (g, gl): (&CudaStorage, &Layout),
     (st, stl): (&CudaStorage, &Layout),
+    (gbs, gbl): (&CudaStorage, &Layout),
     (ss, ssl): (&CudaStorage, &Layout),
     (n, c, s): (usize, usize, usize),
+    slope: f32,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let op = "instance_norm_grad_input";
     let dev = &xs.device;
     let total = n * c * s;
-    let gamma = f32_view(op, g, gl, c)?;
+    let gb = f32_view(op, gbs, gbl, 2 * c)?;
     let (stats, sums) = (f32_view(op, st, stl, 2 * n * c)?, f32_view(op, ss, ssl, 2 * n * c)?);
     let (t_arg, s_arg, c_arg) = (total as i64, s as i64, c as i32);
     with_activation!(op, xs, ds, |xslice, dyslice, sfx| {
@@ -248,10 +258,12 @@ pub(crate) fn grad_input(
         let out = alloc_like(dev, xslice, total)?;
         let f = dev.get_or_load_custom_func(&format!("in_grad_input_{sfx}"), MODULE, PTX)?;
         let mut b = f.builder();
-        b.arg(&x).arg(&dy).arg(&gamma).arg(&stats).arg(&sums).arg(&out).arg(&t_arg).arg(&s_arg).arg(&c_arg);
-        // SAFETY: in_grad_input_{f32,bf16}(const T* x, const T* dy, gamma, stats, sums, T* dx, long long
-        // total, long long s, int channels): thread i < total reads x[i], dy[i], gamma[(i/s) % channels],
-        // stats and sums [2(i/s)..+2] and writes dx[i] (sizes checked above).
+        b.arg(&x).arg(&dy).arg(&gb).arg(&stats).arg(&sums).arg(&out);
+        b.arg(&t_arg).arg(&s_arg).arg(&c_arg).arg(&slope);
+        // SAFETY: in_grad_input_{f32,bf16}(const T* x, const T* dy, gb, stats, sums, T* dx, long long
+        // total, long long s, int channels, float slope): thread i < total reads x[i], dy[i],
+        // gb[(i/s) % channels] and gb[channels + (i/s) % channels] (2·channels values), stats and sums
+        // [2(i/s)..+2] and writes dx[i] (sizes checked above).
         unsafe { b.launch(elementwise_config(op, total)?) }.w()?;
         Ok(wrap(out, dev, xl.shape().clone()))
     })
