@@ -19,6 +19,8 @@ fn main() {
     let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".to_string());
     let cap = cap.trim().replace('.', "");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // Included by activation.cu and norm.cu.
+    println!("cargo::rerun-if-changed=src/cuda/bf16.cuh");
     for name in ["conv3d", "conv3d_igemm", "optim", "activation", "rows", "norm"] {
         let src = format!("src/cuda/{name}.cu");
         println!("cargo::rerun-if-changed={src}");

@@ -208,10 +208,28 @@ fn widen(t: &Tensor) -> Result<Tensor> {
 ///
 /// The two slices must have the same length and each pair the same shape. An empty slice gives 0.
 pub fn feature_mse(features: &[Tensor], mean: &[Tensor]) -> Result<Tensor> {
+    check_levels(features, mean)?;
+    let mut total: Option<Tensor> = None;
+    for (f, m) in features.iter().zip(mean) {
+        let d = (widen(f)? - widen(m)?)?;
+        let mse = sums::mean_all(&d.sqr()?)?;
+        total = Some(match total {
+            None => mse,
+            Some(acc) => (acc + mse)?,
+        });
+    }
+    match total {
+        Some(t) => Ok(t),
+        None => Err(DistillError::Shape("no feature levels".into())),
+    }
+}
+
+/// Checks that `features` and `mean` have as many levels and that each pair has one shape and one
+/// float dtype and is not empty.
+fn check_levels(features: &[Tensor], mean: &[Tensor]) -> Result<()> {
     if features.len() != mean.len() {
         return Err(DistillError::Shape(format!("{} feature levels but {} mean levels", features.len(), mean.len())));
     }
-    let mut total: Option<Tensor> = None;
     for (l, (f, m)) in features.iter().zip(mean).enumerate() {
         if f.dims() != m.dims() {
             return Err(DistillError::Shape(format!(
@@ -230,17 +248,8 @@ pub fn feature_mse(features: &[Tensor], mean: &[Tensor]) -> Result<Tensor> {
         if f.elem_count() == 0 {
             return Err(DistillError::Shape(format!("level {l} is empty")));
         }
-        let d = (widen(f)? - widen(m)?)?;
-        let mse = sums::mean_all(&d.sqr()?)?;
-        total = Some(match total {
-            None => mse,
-            Some(acc) => (acc + mse)?,
-        });
     }
-    match total {
-        Some(t) => Ok(t),
-        None => Err(DistillError::Shape("no feature levels".into())),
-    }
+    Ok(())
 }
 
 /// Weights and options of [`magms_loss`].
@@ -347,31 +356,11 @@ pub fn magms_loss(
                 modality_features.len()
             )));
         }
-        for (m, f) in modality_features.iter().enumerate() {
-            if f.len() != fused_features.len() {
-                return Err(DistillError::Shape(format!(
-                    "modality {m}: {} feature levels but {} mean levels",
-                    f.len(),
-                    fused_features.len()
-                )));
-            }
+        for f in modality_features {
+            check_levels(f, fused_features)?;
         }
         for (l, mean) in fused_features.iter().enumerate() {
             let level: Vec<&Tensor> = std::iter::once(mean).chain(modality_features.iter().map(|f| &f[l])).collect();
-            if let Some(f) = level.iter().find(|f| f.dims() != mean.dims()) {
-                return Err(DistillError::Shape(format!(
-                    "level {l}: features {:?} and mean {:?} differ",
-                    f.dims(),
-                    mean.dims()
-                )));
-            }
-            if let Some(f) = level.iter().find(|f| f.dtype() != mean.dtype()) {
-                return Err(DistillError::DType(format!(
-                    "level {l}: features {:?} and mean {:?} must be the same dtype",
-                    f.dtype(),
-                    mean.dtype()
-                )));
-            }
             features.push(Tensor::cat(&level, 0)?);
         }
     }

@@ -6,19 +6,7 @@
 // value is widened exactly and a bf16 result rounded to nearest even once, so the bf16 kernels give
 // the f32 kernels' results on the widened input, rounded.
 
-typedef unsigned short bf16_t;
-
-__device__ __forceinline__ float to_f(float v) { return v; }
-__device__ __forceinline__ float to_f(bf16_t h) { return __uint_as_float(((unsigned int)h) << 16); }
-
-// Round to nearest, ties to even; NaN stays a (quiet) NaN, infinities stay infinities.
-__device__ __forceinline__ void put(float* p, float v) { *p = v; }
-__device__ __forceinline__ void put(bf16_t* p, float f) {
-    unsigned int u = __float_as_uint(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) { *p = (bf16_t)((u >> 16) | 0x0040u); return; }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    *p = (bf16_t)(u >> 16);
-}
+#include "bf16.cuh"
 
 #define IN_THREADS 256
 #define IN_CHUNK 16384
