@@ -65,8 +65,8 @@ pub struct MagMsOutput {
 /// In training the shared decoder runs once, on the fused features and every present modality's
 /// stacked along the batch axis; [`MagMsOutput::fused`] and each [`ModalityOutput::logits`] are
 /// views of its output. (Every layer of the decoders treats samples independently: convolutions and
-/// instance norms.) One batched pass has a fifth of the graph nodes and kernel launches of five
-/// passes, and each launch has five times the work.
+/// instance norms.) With `M` modalities, one pass over the batch has `1/(1 + M)` of the graph nodes
+/// and kernel launches of `1 + M` passes, each launch with `1 + M` times the work.
 #[derive(Debug, Clone)]
 pub struct StackedOutputs {
     /// `((1 + M)·B, classes, D, H, W)` logits (f32): the fused output's `B` rows first, then each
