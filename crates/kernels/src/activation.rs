@@ -64,7 +64,7 @@ impl Act {
 
     /// `f(x)`.
     #[inline]
-    fn value(self, x: f32) -> f32 {
+    pub(crate) fn value(self, x: f32) -> f32 {
         match self {
             Self::Leaky(slope) => {
                 if x > 0.0 {
@@ -79,7 +79,7 @@ impl Act {
 
     /// `f′(x) · dy`.
     #[inline]
-    fn grad(self, x: f32, dy: f32) -> f32 {
+    pub(crate) fn grad(self, x: f32, dy: f32) -> f32 {
         match self {
             Self::Leaky(slope) => {
                 if x > 0.0 {

@@ -9,6 +9,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::activation::Act;
 #[cfg(feature = "cuda")]
 use crate::check::with_cuda_storages;
 use crate::check::{check_channel_vec, f32_values, with_cpu_values};
@@ -252,24 +253,6 @@ fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
         .sum()
 }
 
-/// Σ f(a, b) over pairs of `a` and `b` (equal lengths), as [`lane_sum`].
-fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    a.chunks(1024)
-        .zip(b.chunks(1024))
-        .map(|(ra, rb)| {
-            let mut acc = [0f32; 8];
-            let (mut ia, mut ib) = (ra.chunks_exact(8), rb.chunks_exact(8));
-            for (ca, cb) in (&mut ia).zip(&mut ib) {
-                for k in 0..8 {
-                    acc[k] += f(ca[k], cb[k]);
-                }
-            }
-            let tail: f32 = ia.remainder().iter().zip(ib.remainder()).map(|(&x, &y)| f(x, y)).sum();
-            f64::from(acc.iter().sum::<f32>() + tail)
-        })
-        .sum()
-}
-
 /// The f32 values of a contiguous f32 or bf16 CPU operand (bf16 widened, exactly, into a copy).
 fn widened<'a>(op: &'static str, st: &'a CpuStorage, l: &Layout) -> candle_core::Result<Cow<'a, [f32]>> {
     if st.dtype() != DType::BF16 {
@@ -299,9 +282,8 @@ fn same_activation_dtype(op: &'static str, x: &CpuStorage, dy: &CpuStorage) -> R
     Err(KernelsError::DtypeMismatch { op, lhs: x.dtype().as_str().into(), rhs: dy.dtype().as_str().into() })
 }
 
-/// `(Σ dz, Σ dz·x̂)` over pairs of `x` and `dy`, `dz = dz(x, dy)`: [`lane_sum`] of `dz` and
-/// [`lane_sum2`] of `dz·x̂(x)` (the same lanes, runs and order, so the same values) in one pass, with
-/// no `dz` buffer.
+/// `(Σ dz, Σ dz·x̂)` over pairs of `x` and `dy`, `dz = dz(x, dy)`, each summed as [`lane_sum`] does
+/// (8 f32 lanes over runs of 1024 values, the runs added in f64), both in one pass with no `dz` buffer.
 fn lane_sums_dz(x: &[f32], dy: &[f32], dz: impl Fn(f32, f32) -> f32, xhat: impl Fn(f32) -> f32) -> (f64, f64) {
     let runs: Vec<(f64, f64)> = x
         .chunks(1024)
@@ -380,16 +362,6 @@ struct InstanceNorm {
     slope: f32,
 }
 
-/// The leaky ReLU of [`crate::leaky_relu`] (`z > 0 ? z : z·slope`).
-#[inline(always)]
-fn leaky(z: f32, slope: f32) -> f32 {
-    if z > 0.0 {
-        z
-    } else {
-        z * slope
-    }
-}
-
 impl CustomOp3 for InstanceNorm {
     fn name(&self) -> &'static str {
         "instance_norm"
@@ -408,11 +380,11 @@ impl CustomOp3 for InstanceNorm {
         let (_, c, s) = ncs(op, l1)?;
         let (x, g, b) = (widened(op, s1, l1)?, f32_values(op, s2, l2)?, f32_values(op, s3, l3)?);
         with_cpu_values(op, &self.stats, |st| {
-            let slope = self.slope;
+            let act = Act::Leaky(self.slope);
             let y = per_slice(x.len(), s, |i, j0, y| {
                 let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], g[i % c], b[i % c]);
                 for (y, &x) in y.iter_mut().zip(&x[i * s + j0..]) {
-                    *y = leaky((x - mean) * rstd * g + b, slope);
+                    *y = act.value((x - mean) * rstd * g + b);
                 }
             });
             Ok((rounded(y, s1.dtype())?, l1.shape().clone()))
@@ -447,7 +419,7 @@ impl CustomOp3 for InstanceNorm {
         let dy = grad.contiguous()?;
         // The activation's derivative needs z = x̂·γ + β; the kernels recompute it from x.
         let affine = Tensor::stack(&[gamma.detach(), beta.detach()], 0)?;
-        let act = Act { stats: self.stats.clone(), affine, slope: self.slope };
+        let act = Recompute { stats: self.stats.clone(), affine, slope: self.slope };
         let sums = x.apply_op2_no_bwd(&dy, &GradSums { act: act.clone() })?;
         let dx = x.apply_op2_no_bwd(&dy, &GradInput { act, sums: sums.clone() })?;
         let per_channel = |col: usize| sums.narrow(1, col, 1)?.reshape((n, c))?.sum(0);
@@ -458,7 +430,7 @@ impl CustomOp3 for InstanceNorm {
 /// What the backward passes need to recompute the activation's derivative: the statistics, `γ` and `β`
 /// stacked as `(2, c)` (f32) and the slope (1: none).
 #[derive(Clone)]
-struct Act {
+struct Recompute {
     stats: Tensor,
     affine: Tensor,
     slope: f32,
@@ -467,7 +439,7 @@ struct Act {
 /// `(x, dy)` → `(n·c, 2)`: `Σ dz` and `Σ dz·x̂` of each (n, c) slice, `dz = z > 0 ? dy : dy·slope`
 /// the gradient before the activation.
 struct GradSums {
-    act: Act,
+    act: Recompute,
 }
 
 impl CustomOp2 for GradSums {
@@ -493,11 +465,12 @@ impl CustomOp2 for GradSums {
                 out.par_chunks_mut(2).zip(x.par_chunks(s).zip(dy.par_chunks(s))).enumerate().for_each(
                     |(i, (o, (x, dy)))| {
                         let (mean, rstd, g, b) = (st[2 * i], st[2 * i + 1], gb[i % c], gb[c + i % c]);
+                        let xhat = |x: f32| (x - mean) * rstd;
+                        // Slope 1 (a plain norm) needs no recomputed z: dz = dy.
                         let (a, b) = if slope == 1.0 {
-                            (lane_sum(dy, |d| d), lane_sum2(x, dy, |x, d| d * ((x - mean) * rstd)))
+                            lane_sums_dz(x, dy, |_, d| d, xhat)
                         } else {
-                            let xhat = |x: f32| (x - mean) * rstd;
-                            lane_sums_dz(x, dy, |x, d| if xhat(x) * g + b > 0.0 { d } else { d * slope }, xhat)
+                            lane_sums_dz(x, dy, |x, d| Act::Leaky(slope).grad(xhat(x) * g + b, d), xhat)
                         };
                         (o[0], o[1]) = (a as f32, b as f32);
                     },
@@ -525,7 +498,7 @@ impl CustomOp2 for GradSums {
 /// `(x, dy)` → `dx = γ·rstd·(dz − Σdz/s − x̂·Σ(dz·x̂)/s)` per (n, c) slice, `dz` as in [`GradSums`]
 /// (γ from the stacked affine parameters).
 struct GradInput {
-    act: Act,
+    act: Recompute,
     sums: Tensor,
 }
 
@@ -545,7 +518,7 @@ impl CustomOp2 for GradInput {
         let (_, c, s) = ncs(op, l1)?;
         same_activation_dtype(op, s1, s2)?;
         let (x, dy) = (widened(op, s1, l1)?, widened(op, s2, l2)?);
-        let slope = self.act.slope;
+        let act = Act::Leaky(self.act.slope);
         with_cpu_values(op, &self.act.stats, |st| {
             with_cpu_values(op, &self.act.affine, |gb| {
                 with_cpu_values(op, &self.sums, |sums| {
@@ -558,7 +531,7 @@ impl CustomOp2 for GradInput {
                         for j in 0..dx.len() {
                             // z = x̂·γ + β as in the forward pass; slope 1 leaves dy as it is (d·1 = d).
                             let xhat = (x[j] - mean) * rstd;
-                            let dz = if xhat * ga + ba > 0.0 { dy[j] } else { dy[j] * slope };
+                            let dz = act.grad(xhat * ga + ba, dy[j]);
                             dx[j] = k * (dz - ma - xhat * mb);
                         }
                     });
