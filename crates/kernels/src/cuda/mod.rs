@@ -323,6 +323,16 @@ fn f32_view<'a>(
     let CudaStorageSlice::F32(slice) = &s.slice else {
         return Err(KernelsError::Dtype { op, dtype: s.dtype().as_str().into(), supported: "f32" });
     };
+    typed_view(op, slice, l, len)
+}
+
+/// The contiguous view of an operand of exactly `len` elements of a typed slice.
+fn typed_view<'a, T>(
+    op: &'static str,
+    slice: &'a CudaSlice<T>,
+    l: &Layout,
+    len: usize,
+) -> Result<CudaView<'a, T>, KernelsError> {
     match contiguous_range(op, l, slice.len())? {
         (a, b) if b - a == len => Ok(slice.slice(a..b)),
         _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),

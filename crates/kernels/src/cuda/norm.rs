@@ -8,21 +8,8 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::{CudaDType, CudaStorageSlice, WrapErr};
 use candle_core::{CudaStorage, Layout, Shape};
 
-use super::{contiguous_range, elementwise_config, f32_view, wrap_f32};
+use super::{elementwise_config, f32_view, typed_view, wrap_f32};
 use crate::KernelsError;
-
-/// The contiguous view of an operand of exactly `len` elements of a typed slice.
-fn typed_view<'a, T>(
-    op: &'static str,
-    slice: &'a CudaSlice<T>,
-    l: &Layout,
-    len: usize,
-) -> Result<CudaView<'a, T>, KernelsError> {
-    match contiguous_range(op, l, slice.len())? {
-        (a, b) if b - a == len => Ok(slice.slice(a..b)),
-        _ => Err(KernelsError::Layout { op, msg: format!("expected a contiguous operand of {len} elements") }),
-    }
-}
 
 /// Runs `$body` with `$x` bound to the f32 or bf16 slice of the activation storage `$st`, `$sfx` to the
 /// kernels' suffix (`"f32"`, `"bf16"`) and `$y` (when given) to the same-dtype slice of `$st2`; other
