@@ -134,7 +134,7 @@ fn main() -> candle_core::Result<()> {
     let arg = |i: usize, default: usize| std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(default);
     let reps = arg(1, 10).max(1);
     let (n, c, size) = (arg(2, 2), arg(3, 32), arg(4, 64));
-    let dev = Device::new_cuda(0)?;
+    let dev = magseg_kernels::alloc::cuda_device(0)?;
     let g = Conv3dGeometry::new(n, c, c, [size; 3], [3; 3], [1; 3], [1; 3])?;
     let default = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Auto)?;
     let direct = time_passes(&dev, reps, g, DType::F32, CudaConvPath::Direct)?;

@@ -64,6 +64,14 @@ pub enum KernelsError {
         /// The device, as candle names it.
         device: String,
     },
+    /// A CUDA driver call failed.
+    #[error("{op}: CUDA driver error: {msg}")]
+    Cuda {
+        /// The operation.
+        op: &'static str,
+        /// The call that failed and the driver's error.
+        msg: String,
+    },
     /// A storage handed to a custom op was not laid out as the op expects (a bug, not user input).
     #[error("{op}: internal layout error: {msg}")]
     Layout {

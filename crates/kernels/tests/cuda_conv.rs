@@ -16,7 +16,7 @@
 //! Every GPU result must be the same bit for bit when run twice. Also the fused Adam passes
 //! (`magseg_kernels::optim`), leaky ReLU and 2×2×2 max pooling, bit for bit against the CPU, and
 //! instance norm, layer norm, softmax, GELU, `linear` and `self_attention` within stated tolerances.
-//! Fails (does not skip) without a GPU.
+//! And `alloc::cuda_device`'s memory pool set-up. Fails (does not skip) without a GPU.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -33,7 +33,8 @@ const TOL_TF32: f32 = 2e-3;
 const TOL_BF16: f32 = 1e-2;
 
 fn gpu() -> Device {
-    Device::new_cuda(0).expect("these tests need CUDA device 0 (they fail, never skip, without a GPU)")
+    magseg_kernels::alloc::cuda_device(0)
+        .expect("these tests need CUDA device 0 (they fail, never skip, without a GPU)")
 }
 
 /// `|a − b| ≤ tol · max |a|` element-wise (a = CPU, b = GPU); returns the worst relative error.
@@ -510,4 +511,23 @@ fn max_pool2_equals_the_cpu_bit_for_bit() {
             }
         }
     }
+}
+
+/// `alloc::cuda_device`: memory freed on the device stays in its pool across a synchronisation
+/// (CUDA's default release threshold of 0 would hand it back to the driver there), and the pool's
+/// counters see the allocation. Other tests of this file run concurrently on the same pool, so only
+/// lower bounds are checked.
+#[test]
+fn cuda_device_keeps_freed_memory_in_its_pool() {
+    const MIB_256: u64 = 256 << 20;
+    let dev = gpu();
+    let t = Tensor::zeros((64, 1024, 1024), DType::F32, &dev).unwrap();
+    dev.synchronize().unwrap();
+    let held = magseg_kernels::alloc::cuda_pool_bytes(&dev).unwrap();
+    assert!(held.used >= MIB_256 && held.used_high >= MIB_256, "pool while holding 256 MiB: {held:?}");
+    drop(t);
+    dev.synchronize().unwrap();
+    let after = magseg_kernels::alloc::cuda_pool_bytes(&dev).unwrap();
+    assert!(after.reserved >= MIB_256, "the pool released freed memory at a synchronisation: {after:?}");
+    assert!(after.used_high >= MIB_256, "{after:?}");
 }

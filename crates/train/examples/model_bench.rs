@@ -38,6 +38,10 @@
 //!   (softmax and device → host copy), accumulate (host Gaussian blending) — and `other`, the median
 //!   of (iteration time − the phases' sum).
 //!
+//! On a CUDA device the line also has `device_peak_mib` (the most device memory in live tensors
+//! at any time in the process, warm-up and model included) and `device_reserved_mib` (what the
+//! memory pool holds at the end; `magseg_kernels::alloc::cuda_device` makes it keep freed memory).
+//!
 //! Without `--profile` no subscriber is installed and the spans cost nothing measurable.
 
 use std::collections::HashMap;
@@ -396,6 +400,12 @@ fn main() -> Res {
         format!("{tag}_all_ms"),
         serde_json::json!(all.iter().map(|v| (v * 10.0).round() / 10.0).collect::<Vec<_>>()),
     );
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        let pool = magseg_kernels::alloc::cuda_pool_bytes(&device)?;
+        res.insert("device_peak_mib".into(), (pool.used_high >> 20).into());
+        res.insert("device_reserved_mib".into(), (pool.reserved >> 20).into());
+    }
     if o.profile {
         let phases: &[(&str, &str)] = if o.what == "step" {
             &[

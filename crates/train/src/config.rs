@@ -401,5 +401,5 @@ fn cuda(n: usize) -> Result<candle_core::Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda(n: usize) -> Result<candle_core::Device> {
-    candle_core::Device::new_cuda(n).map_err(|e| TrainError::Config(format!("cannot use cuda:{n}: {e}")))
+    magseg_kernels::alloc::cuda_device(n).map_err(|e| TrainError::Config(format!("cannot use cuda:{n}: {e}")))
 }

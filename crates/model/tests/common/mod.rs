@@ -107,14 +107,17 @@ pub fn check_bf16(l32: &[Tensor], g32: &[(String, Tensor)], l16: &[Tensor], g16:
 
 /// The devices and data of the CPU-against-GPU comparisons: CUDA device 0 (the test fails without
 /// one), two modality inputs (batch 2, 16³) and the loss weights `r` of [`train_pass`].
+#[cfg(feature = "cuda")]
 pub fn gpu_case() -> (Device, Vec<Tensor>, Tensor) {
-    let gpu = Device::new_cuda(0).expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
+    let gpu = magseg_kernels::alloc::cuda_device(0)
+        .expect("this test needs CUDA device 0 (it fails, never skips, without a GPU)");
     let inputs: Vec<Tensor> = (0..2).map(|m| noise(&[2, 1, 16, 16, 16], m + 1)).collect();
     (gpu, inputs, noise(&[2, 3, 16, 16, 16], 9))
 }
 
 /// The f32 CPU network against the same network on the GPU computing in `dtype` (bf16, or f32 on
 /// whatever convolution path the process uses): [`check_reduced`] with `logit_tol` and `tol`.
+#[cfg(feature = "cuda")]
 pub fn compare_gpu_reduced(config: MagMsConfig, dtype: DType, logit_tol: f32, tol: GradTol) {
     let (gpu, inputs, r) = gpu_case();
     let (lc, gc) = train_pass(&config, &Device::Cpu, DType::F32, &inputs, &r);
