@@ -141,6 +141,13 @@ if model or peer:
     for prec in ["fp32", "tf32", "bf16"]:
         a = model.get(f"magseg_step_unet_M4_roi96_bs1_{prec}_ms")
         print(f"{'U-Net encoders (base 16), 96^3, ' + prec:48} {cell(a)} {'':>12}")
+    # Peak device memory of the step runs (magseg: its pool's high-water mark over the process;
+    # PyTorch: torch.cuda.max_memory_allocated over the timed steps).
+    for prec, peer_prec in [("fp32", "fp32"), ("tf32", "fp32"), ("bf16", "bf16")]:
+        a = model.get(f"magseg_step_unetr_M4_roi96_bs1_{prec}_peak_GiB")
+        b = p.get(f"magms_train_M4_roi96_bs1_{peer_prec}_peak_GiB")
+        if a is not None or b is not None:
+            print(f"{'peak device memory (GiB), UNETR, ' + prec:48} {cell(a)} {cell(b)} {cell(ratio(a, b), 8)}")
     print(f"\n{'sliding window, 240x240x155, 96^3 windows (ms)':48} {'magseg':>12} {'MONAI':>12}")
     for prec, ov in [("fp32", "0.5"), ("bf16", "0.5"), ("bf16", "0.25")]:
         key = f"magseg_infer_unetr_M4_roi96_bs1_{prec}_ms"

@@ -38,9 +38,10 @@
 //!   (softmax and device → host copy), accumulate (host Gaussian blending) — and `other`, the median
 //!   of (iteration time − the phases' sum).
 //!
-//! On a CUDA device the line also has `device_peak_mib` (the most device memory in live tensors
-//! at any time in the process, warm-up and model included) and `device_reserved_mib` (what the
-//! memory pool holds at the end; `magseg_kernels::alloc::cuda_device` makes it keep freed memory).
+//! On a CUDA device the line also has `…_peak_GiB` (the most device memory in live tensors at any
+//! time in the process, warm-up and model included: as the peer's `torch.cuda.max_memory_allocated`)
+//! and `…_reserved_GiB` (what the memory pool holds at the end; `magseg_kernels::alloc::cuda_device`
+//! makes it keep freed memory).
 //!
 //! Without `--profile` no subscriber is installed and the spans cost nothing measurable.
 
@@ -403,8 +404,9 @@ fn main() -> Res {
     #[cfg(feature = "cuda")]
     if device.is_cuda() {
         let pool = magseg_kernels::alloc::cuda_pool_bytes(&device)?;
-        res.insert("device_peak_mib".into(), (pool.used_high >> 20).into());
-        res.insert("device_reserved_mib".into(), (pool.reserved >> 20).into());
+        let gib = |b: u64| (b as f64 / f64::from(1u32 << 30) * 100.0).round() / 100.0;
+        res.insert(format!("{tag}_peak_GiB"), gib(pool.used_high).into());
+        res.insert(format!("{tag}_reserved_GiB"), gib(pool.reserved).into());
     }
     if o.profile {
         let phases: &[(&str, &str)] = if o.what == "step" {
