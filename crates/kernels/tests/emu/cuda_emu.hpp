@@ -46,6 +46,21 @@ inline unsigned __float_as_uint(float f) {
     std::memcpy(&u, &f, 4);
     return u;
 }
+inline float __int_as_float(int i) {
+    float f;
+    std::memcpy(&f, &i, 4);
+    return f;
+}
+// The round-to-nearest intrinsics are plain IEEE f32 operations on the host (the emulation programs
+// are built with -ffp-contract=off, so nothing is fused into an fma behind their back).
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return std::sqrt(a); }
+// CUDA's normcdff, Φ(v) = erfc(−v/√2)/2 (CUDA's is within a few ulp of that; so is this).
+inline float normcdff(float v) { return 0.5f * std::erfc(-v * 0.70710678118654752f); }
+// expf, sqrtf, fmaxf, fminf: the C library's (math.h, through <cmath>).
 struct alignas(16) float4 {
     float x, y, z, w;
 };
