@@ -100,6 +100,12 @@ fn normalize(
             KernelsError::Shape { op, msg: format!("no spatial elements to normalise over in {dims:?}") }.into()
         );
     }
+    // An empty batch or channel axis is refused on every device alike (the CUDA launch needs a slice).
+    if n * c == 0 {
+        return Err(
+            KernelsError::Shape { op, msg: format!("no (sample, channel) slices to normalise in {dims:?}") }.into()
+        );
+    }
     // A bf16 input takes f32 gamma and beta (the model's parameters), as its statistics are f32.
     let mixed = |v: &Tensor| x.dtype() == DType::BF16 && v.dtype() == DType::F32;
     for (what, v) in [("gamma", gamma), ("beta", beta)] {

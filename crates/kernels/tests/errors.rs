@@ -80,6 +80,8 @@ fn conv_transpose3d_and_instance_norm_reject_bad_arguments() {
     assert_eq!(err(instance_norm(&x, None, None, -1.0)), "config");
     let g = rng.tensor(&[3]);
     assert_eq!(err(instance_norm(&x, Some(&g), None, 1e-5)), "shape");
+    let empty_batch = Tensor::zeros((0, 2, 3, 3, 3), DType::F32, &Device::Cpu).unwrap();
+    assert_eq!(err(instance_norm(&empty_batch, None, None, 1e-5)), "shape");
 }
 
 #[test]

@@ -85,7 +85,8 @@ fn partial_grid(op: &'static str, slices: usize, s: usize) -> Result<(LaunchConf
     let chunks = s.div_ceil(IN_CHUNK).max(1);
     let (gx, gy) = (u32::try_from(slices), u32::try_from(chunks));
     match (gx, gy) {
-        (Ok(gx), Ok(gy)) if gx >= 1 && gy <= 65535 => {
+        // CUDA's limits: grid x at most 2³¹ − 1, y at most 65535.
+        (Ok(gx), Ok(gy)) if (1..=i32::MAX as u32).contains(&gx) && gy <= 65535 => {
             Ok((LaunchConfig { grid_dim: (gx, gy, 1), block_dim: (IN_THREADS, 1, 1), shared_mem_bytes: 0 }, chunks))
         }
         _ => Err(KernelsError::Shape { op, msg: format!("{slices} slices of {s} values are too many for one launch") }),
