@@ -346,9 +346,10 @@ fn wrap_f32(out: CudaSlice<f32>, dev: &CudaDevice, shape: Shape) -> (CudaStorage
 
 /// One thread per element of `total`, [`BLOCK`] threads per block.
 fn elementwise_config(op: &'static str, total: usize) -> Result<LaunchConfig, KernelsError> {
-    let blocks = u32::try_from(total.div_ceil(BLOCK as usize))
+    // CUDA's grid x is at most 2³¹ − 1 blocks.
+    let blocks = i32::try_from(total.div_ceil(BLOCK as usize))
         .map_err(|_| KernelsError::Shape { op, msg: format!("{total} elements are too many for one launch") })?;
-    Ok(LaunchConfig { grid_dim: (blocks.max(1), 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
+    Ok(LaunchConfig { grid_dim: (blocks.max(1) as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 })
 }
 
 /// A per-voxel kernel: its name, the module holding it (name, PTX) and the channels one thread

@@ -20,7 +20,8 @@ fn rows(op: &'static str, l: &Layout) -> Result<(usize, usize, i32), KernelsErro
     let h = l.dims().last().copied().unwrap_or(1).max(1);
     let r = l.shape().elem_count() / h;
     let h32 = i32::try_from(h).map_err(|_| KernelsError::Shape { op, msg: format!("rows of {h} are too long") })?;
-    if u32::try_from(r).is_err() {
+    // CUDA's grid x is at most 2³¹ − 1 blocks.
+    if i32::try_from(r).is_err() {
         return Err(KernelsError::Shape { op, msg: format!("{r} rows are too many for one launch") });
     }
     Ok((r, h, h32))
