@@ -23,6 +23,10 @@ pub fn max_pool2(x: &Tensor) -> candle_core::Result<Tensor> {
     if d % 2 != 0 || h % 2 != 0 || w % 2 != 0 {
         return Err(KernelsError::Shape { op, msg: format!("max pooling needs even sizes, got {d}×{h}×{w}") }.into());
     }
+    // Refused alike on every device (the CPU backward pass has no window to split an empty plane into).
+    if n * c * d * h * w == 0 {
+        return Err(KernelsError::Shape { op, msg: format!("max pooling of an empty tensor {:?}", x.dims()) }.into());
+    }
     if !is_supported(x.dtype()) || supported_device(op, x.device()).is_err() {
         let mut x = x.reshape(vec![n * c * d / 2, 2, h / 2, 2, w / 2, 2])?;
         for axis in [5, 3, 1] {

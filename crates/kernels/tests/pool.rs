@@ -97,4 +97,7 @@ fn other_dtypes_take_the_composed_path_and_bad_shapes_are_errors() {
     let odd = Tensor::zeros((1, 1, 4, 5, 4), DType::F32, &Device::Cpu).unwrap();
     assert!(magseg_kernels::max_pool2(&odd).is_err());
     assert!(magseg_kernels::max_pool2(&Tensor::zeros((4, 4, 4), DType::F32, &Device::Cpu).unwrap()).is_err());
+    for empty in [(1, 1, 0, 2, 2), (0, 1, 2, 2, 2)] {
+        assert!(magseg_kernels::max_pool2(&Tensor::zeros(empty, DType::F32, &Device::Cpu).unwrap()).is_err());
+    }
 }
