@@ -22,6 +22,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 // ---------------------------------------------------------------------------------------------------
@@ -162,29 +163,28 @@ template <class T>
 using ActFwd = void (*)(const T*, T*, long long, float);
 template <class T>
 using ActBwd = void (*)(const T*, const T*, T*, long long, float);
-template <class T>
-static ActFwd<T> act_fwd_func(const std::string& name) {
-    if constexpr (sizeof(T) == 4) {
-        if (name == "leaky_relu_fwd_f32") return leaky_relu_fwd_f32;
-        if (name == "gelu_erf_fwd_f32") return gelu_erf_fwd_f32;
-    } else {
-        if (name == "leaky_relu_fwd_bf16") return leaky_relu_fwd_bf16;
-        if (name == "gelu_erf_fwd_bf16") return gelu_erf_fwd_bf16;
-    }
+// The kernel a name resolves to: `F` is ActFwd<T> or ActBwd<T>, `table` the (name, kernel) pairs of
+// that direction and dtype.
+template <class F>
+static F act_func(const std::string& name, std::initializer_list<std::pair<const char*, F>> table) {
+    for (const auto& [n, f] : table)
+        if (name == n) return f;
     std::fprintf(stderr, "no kernel named %s\n", name.c_str());
     std::exit(2);
 }
 template <class T>
+static ActFwd<T> act_fwd_func(const std::string& name) {
+    if constexpr (sizeof(T) == 4)
+        return act_func<ActFwd<T>>(name, {{"leaky_relu_fwd_f32", leaky_relu_fwd_f32}, {"gelu_erf_fwd_f32", gelu_erf_fwd_f32}});
+    else
+        return act_func<ActFwd<T>>(name, {{"leaky_relu_fwd_bf16", leaky_relu_fwd_bf16}, {"gelu_erf_fwd_bf16", gelu_erf_fwd_bf16}});
+}
+template <class T>
 static ActBwd<T> act_bwd_func(const std::string& name) {
-    if constexpr (sizeof(T) == 4) {
-        if (name == "leaky_relu_bwd_f32") return leaky_relu_bwd_f32;
-        if (name == "gelu_erf_bwd_f32") return gelu_erf_bwd_f32;
-    } else {
-        if (name == "leaky_relu_bwd_bf16") return leaky_relu_bwd_bf16;
-        if (name == "gelu_erf_bwd_bf16") return gelu_erf_bwd_bf16;
-    }
-    std::fprintf(stderr, "no kernel named %s\n", name.c_str());
-    std::exit(2);
+    if constexpr (sizeof(T) == 4)
+        return act_func<ActBwd<T>>(name, {{"leaky_relu_bwd_f32", leaky_relu_bwd_f32}, {"gelu_erf_bwd_f32", gelu_erf_bwd_f32}});
+    else
+        return act_func<ActBwd<T>>(name, {{"leaky_relu_bwd_bf16", leaky_relu_bwd_bf16}, {"gelu_erf_bwd_bf16", gelu_erf_bwd_bf16}});
 }
 template <class T>
 static const char* dt_name() {
