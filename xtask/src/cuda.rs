@@ -126,16 +126,17 @@ fn build_all(envs: &[(String, String)]) -> Result<Vec<(PathBuf, &'static str)>, 
 }
 
 /// The python with nibabel for preparing the accuracy data: `$PYTHON`, else the peers' venv
-/// (`.peers/bin/python`), else `python3`.
+/// (`.peers/`, created with the light peer packages on first use), else `python3`.
 fn data_python() -> PathBuf {
     if let Some(p) = std::env::var_os("PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = root().join(".peers/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
+    match crate::peers::python(crate::peers::LIGHT, "numpy, nibabel") {
+        Ok(py) => py,
+        Err(e) => {
+            eprintln!("warning: {e}; preparing the accuracy data with python3");
+            PathBuf::from("python3")
+        }
     }
 }
 
