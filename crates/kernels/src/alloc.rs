@@ -55,12 +55,10 @@ pub fn cuda_device(ordinal: usize) -> candle_core::Result<candle_core::Device> {
                 candle_core::Error::from(crate::KernelsError::Cuda { op: "cuda_device", msg: format!("{what}: {e}") })
             }
         };
-        ctx.bind_to_thread().map_err(failed("binding the CUDA context"))?;
-        // SAFETY: `ctx.cu_device()` is a device handle the driver returned when the context was
-        // created; the pool handle comes from the driver, and RELEASE_THRESHOLD takes a `u64`
+        let pool = device_pool(&ctx).map_err(failed("getting the memory pool"))?;
+        // SAFETY: the pool handle comes from the driver, and RELEASE_THRESHOLD takes a `u64`
         // (cuuint64_t), which `threshold` is and which outlives the call.
         unsafe {
-            let pool = result::device::get_mem_pool(ctx.cu_device()).map_err(failed("getting the memory pool"))?;
             let mut threshold = u64::MAX;
             result::mem_pool::set_attribute(
                 pool,
@@ -75,6 +73,19 @@ pub fn cuda_device(ordinal: usize) -> candle_core::Result<candle_core::Device> {
     // order anything; what they would order across streams does not happen.
     unsafe { cuda.disable_event_tracking() };
     Ok(device)
+}
+
+/// The memory pool `cuMemAllocAsync` draws from on `ctx`'s device (binds `ctx` to this thread).
+#[cfg(feature = "cuda")]
+fn device_pool(
+    ctx: &candle_core::cuda_backend::cudarc::driver::CudaContext,
+) -> Result<
+    candle_core::cuda_backend::cudarc::driver::sys::CUmemoryPool,
+    candle_core::cuda_backend::cudarc::driver::DriverError,
+> {
+    ctx.bind_to_thread()?;
+    // SAFETY: `ctx.cu_device()` is a device handle the driver returned when the context was created.
+    unsafe { candle_core::cuda_backend::cudarc::driver::result::device::get_mem_pool(ctx.cu_device()) }
 }
 
 /// Byte counts of a CUDA device's memory pool (the one `cuMemAllocAsync` draws from), as the driver
@@ -102,10 +113,10 @@ pub fn cuda_pool_bytes(device: &candle_core::Device) -> candle_core::Result<Pool
     let failed = |e: result::DriverError| {
         candle_core::Error::from(crate::KernelsError::Cuda { op: "cuda_pool_bytes", msg: e.to_string() })
     };
-    ctx.bind_to_thread().map_err(failed)?;
-    // SAFETY: as in `cuda_device`; the three attributes are `cuuint64_t` values, written into `v`.
+    let pool = device_pool(&ctx).map_err(failed)?;
+    // SAFETY: the pool handle comes from the driver; the three attributes are `cuuint64_t` values,
+    // written into `v`.
     unsafe {
-        let pool = result::device::get_mem_pool(ctx.cu_device()).map_err(failed)?;
         let get = |attr: A| {
             let mut v = 0u64;
             result::mem_pool::get_attribute(pool, attr, (&mut v as *mut u64).cast()).map(|()| v).map_err(failed)
