@@ -151,7 +151,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> Result<(), String> {
 
 /// The accuracy stage's inputs in `out/data`: prep_brats_2mm.py of the shared BraTS cases, the first
 /// 12 by id into train.npz, the last 3 into test.npz (the split of data/examples/train-brats-2mm.toml).
-fn accuracy_data(out: &Path, shared: &Path) -> Result<(), String> {
+fn accuracy_data(python: &Path, out: &Path, shared: &Path) -> Result<(), String> {
     let brats = shared.join("data/brats2018");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&brats)
         .map_err(|e| format!("{}: {e}", brats.display()))?
@@ -167,7 +167,7 @@ fn accuracy_data(out: &Path, shared: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     let prep = shared.join("peers/prep_brats_2mm.py");
     for (file, part) in [("train.npz", &cases[..12]), ("test.npz", &cases[12..15])] {
-        let mut cmd = Command::new(data_python());
+        let mut cmd = Command::new(python);
         cmd.arg(&prep).arg(data.join(file)).args(part).stdout(Stdio::null());
         run_ok(&mut cmd, &format!("{} {file} (needs numpy and nibabel; set PYTHON)", prep.display()))?;
     }
@@ -237,12 +237,14 @@ pub fn bundle(args: &[String]) -> Result<(), String> {
         std::fs::copy(&src, &dst).map_err(|e| format!("copy {} -> {}: {e}", src.display(), dst.display()))?;
     }
     let wheels = out.join("wheels");
-    let mut pip = Command::new(data_python());
+    // Checked (and the venv set up) once for the wheels and the accuracy data.
+    let python = data_python();
+    let mut pip = Command::new(&python);
     pip.args(["-m", "pip", "download", "--quiet", "--no-deps", "-d"]).arg(&wheels).args(["monai", "einops"]);
     if let Err(e) = run_ok(&mut pip, "pip download monai einops") {
         eprintln!("warning: {e}; the bundle's `peer` stage will lack MONAI");
     }
-    if let Err(e) = accuracy_data(&out, &shared) {
+    if let Err(e) = accuracy_data(&python, &out, &shared) {
         eprintln!("warning: {e}; the bundle's `accuracy` stage will report missing data");
     }
     let total = tree_size(&out)?;
