@@ -252,7 +252,7 @@ pub fn bundle(args: &[String]) -> Result<(), String> {
         println!("{:>12}  {}", tree_size(&e.path())?, e.path().display());
     }
     println!(
-        "bundle {}: {:.1} MiB; on the GPU machine: ./run.sh OUTDIR [tests kernels model peer phantom accuracy]",
+        "bundle {}: {:.1} MiB; on the GPU machine: ./run.sh OUTDIR [tests kernels model peer phantom accuracy-magseg accuracy-peer]",
         out.display(),
         total as f64 / 1048576.0
     );

@@ -15,7 +15,7 @@ pub const USAGE: &str = "usage: cargo xtask <command>
                                                 prints export lines: source <(cargo xtask cuda-env)
   gpu-bundle [--out DIR] [--env DIR]            GPU tests, benchmarks, peers and accuracy data for a GPU
                                                 machine (default out/gpu-bundle; runs cuda-env itself):
-                                                DIR/run.sh OUT [tests kernels model peer phantom accuracy]
+                                                DIR/run.sh OUT [tests kernels model peer phantom accuracy-magseg accuracy-peer]
   tidy                                          dependency direction and file-header checks";
 
 fn main() -> std::process::ExitCode {
