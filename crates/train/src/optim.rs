@@ -39,10 +39,30 @@ pub struct OptimConfig {
     pub betas: [f64; 2],
     /// ε added to the denominator.
     pub eps: f64,
-    /// Clamp every gradient value to [−clip_value, clip_value] (applied first); `None` to skip.
+    /// Clamp every gradient value to [−clip_value, clip_value] (applied first); `None` to skip
+    /// (in TOML, which has no null: `clip_value = "none"`).
+    #[serde(deserialize_with = "number_or_none")]
     pub clip_value: Option<f64>,
-    /// Scale all gradients so their global L2 norm is at most this; `None` to skip.
+    /// Scale all gradients so their global L2 norm is at most this; `None` to skip (`"none"`).
+    #[serde(deserialize_with = "number_or_none")]
     pub clip_norm: Option<f64>,
+}
+
+/// A number, or null / the word `"none"` (any case) for `None`; TOML cannot write null, and a left-out
+/// key means the default.
+fn number_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(f64),
+        Word(String),
+    }
+    match Option::<Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(Value::Number(v)) => Ok(Some(v)),
+        Some(Value::Word(w)) if w.eq_ignore_ascii_case("none") => Ok(None),
+        Some(Value::Word(w)) => Err(serde::de::Error::custom(format!("expected a number or \"none\", found \"{w}\""))),
+    }
 }
 
 impl Default for OptimConfig {

@@ -219,3 +219,25 @@ impl Lcg {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 }
+
+#[test]
+fn clipping_can_be_switched_off_in_toml_and_json() {
+    let parse = |text: &str| toml::from_str::<OptimConfig>(text);
+    // Left out: the default (the reference clamps values to ±1, no norm clipping).
+    let d = parse("").unwrap();
+    assert_eq!((d.clip_value, d.clip_norm), (Some(1.0), None));
+    let c = parse("clip_value = \"none\"\nclip_norm = 12").unwrap();
+    assert_eq!((c.clip_value, c.clip_norm), (None, Some(12.0)));
+    assert_eq!(parse("clip_value = \"None\"").unwrap().clip_value, None);
+    assert_eq!(parse("clip_value = 0.5").unwrap().clip_value, Some(0.5));
+    let err = parse("clip_value = \"off\"").unwrap_err().to_string();
+    assert!(err.contains("\"none\""), "{err}");
+    // A saved run configuration (JSON) keeps `None` as null and reads it back as `None`.
+    let text = serde_json::to_string(&c).unwrap();
+    assert!(text.contains("\"clip_value\":null"), "{text}");
+    assert_eq!(serde_json::from_str::<OptimConfig>(&text).unwrap(), c);
+    // The GPU accuracy configuration clips as the PyTorch peer does: the norm at 12, no value clamp.
+    let gpu = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/examples/train-brats-2mm-gpu.toml");
+    let config: magseg_train::TrainConfig = toml::from_str(&std::fs::read_to_string(gpu).unwrap()).unwrap();
+    assert_eq!((config.optim.clip_value, config.optim.clip_norm), (None, Some(12.0)));
+}
