@@ -236,8 +236,11 @@ fn clipping_can_be_switched_off_in_toml_and_json() {
     let text = serde_json::to_string(&c).unwrap();
     assert!(text.contains("\"clip_value\":null"), "{text}");
     assert_eq!(serde_json::from_str::<OptimConfig>(&text).unwrap(), c);
-    // The GPU accuracy configuration clips as the PyTorch peer does: the norm at 12, no value clamp.
-    let gpu = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/examples/train-brats-2mm-gpu.toml");
-    let config: magseg_train::TrainConfig = toml::from_str(&std::fs::read_to_string(gpu).unwrap()).unwrap();
-    assert_eq!((config.optim.clip_value, config.optim.clip_norm), (None, Some(12.0)));
+    // The accuracy configurations (GPU, and its CPU stand-in) clip as the PyTorch peer does: the norm
+    // at 12, no value clamp.
+    for name in ["train-brats-2mm-gpu.toml", "train-brats-2mm-cpu-steps.toml"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/examples").join(name);
+        let config: magseg_train::TrainConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!((config.optim.clip_value, config.optim.clip_norm), (None, Some(12.0)), "{name}");
+    }
 }

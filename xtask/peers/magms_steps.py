@@ -1,0 +1,62 @@
+"""The PyTorch accuracy peer (../shared/peers/magms_unet_ref.py) for a fixed number of steps instead of a
+time budget, for an equal-steps comparison on a CPU: its source is run unchanged except that the loop
+and the cosine schedule count steps, the thread count is set, and (optionally) the seed and the initial
+weights are chosen. Everything else (network, loss, sampler, evaluation, JSON line) is the peer's own.
+Usage: magms_steps.py TRAIN.npz TEST.npz STEPS [PATCH] [LAMBDA] [GAMMA]
+Environment: PEER (default ../shared/peers/magms_unet_ref.py next to this repository), SEED (0; seeds
+torch and the sampler's numpy generator), THREADS (2), INIT (a magseg model.safetensors to start from
+instead of PyTorch's initialisation; its tensors are used as they are, without transposing axes)."""
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER = os.environ.get("PEER", os.path.join(HERE, "..", "..", "..", "shared", "peers", "magms_unet_ref.py"))
+SEED, THREADS, INIT = int(os.environ.get("SEED", "0")), int(os.environ.get("THREADS", "2")), os.environ.get("INIT")
+
+
+def patch(src, old, new):
+    if old not in src:
+        sys.exit(f"magms_steps.py: {PEER} changed; cannot find {old!r}")
+    return src.replace(old, new, 1)
+
+
+def magseg_state_dict(path):
+    """magseg's tensor names mapped to the peer's (the layout of crates/model's U-Net)."""
+    import torch
+
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    hdr, base = json.loads(raw[8:8 + n]), 8 + n
+    seq = {"conv1": "0", "norm1": "1", "conv2": "3", "norm2": "4"}
+    sd = {}
+    for k, v in hdr.items():
+        if k == "__metadata__":
+            continue
+        a = np.frombuffer(raw[base + v["data_offsets"][0]:base + v["data_offsets"][1]], dtype=np.float32)
+        p = k.split(".")
+        if p[0] == "encoders":
+            t = f"encs.{p[1]}.fuse.{p[3]}.{p[4]}" if p[2] == "fusion" else f"encs.{p[1]}.blocks.{p[3]}.{seq[p[4]]}.{p[5]}"
+        elif p[1] == "blocks":
+            t = f"dec.blocks.{p[2]}.{seq[p[3]]}.{p[4]}"
+        elif p[1] == "up":
+            t = f"dec.up.{p[2]}.{p[3]}"
+        else:
+            t = f"dec.out.{p[2]}"
+        sd[t] = torch.from_numpy(a.reshape(v["shape"]).copy())
+    return sd
+
+
+src = open(PEER).read()
+src = patch(src, "BUDGET = sys.argv[1], sys.argv[2], float(sys.argv[3])",
+            "STEPS = sys.argv[1], sys.argv[2], int(sys.argv[3]); torch.set_num_threads(THREADS)")
+src = patch(src, "torch.manual_seed(0); rng = np.random.default_rng(0)",
+            "torch.manual_seed(SEED); rng = np.random.default_rng(SEED)")
+src = patch(src, "net = MagMS().to(dev)\n",
+            "net = MagMS()\nif INIT: net.load_state_dict(magseg_state_dict(INIT), strict=True)\nnet = net.to(dev)\n")
+src = patch(src, "while time.time() - t0 < BUDGET:", "while step < STEPS:")
+src = patch(src, "min(1.0, (time.time() - t0) / BUDGET)", "min(1.0, step / STEPS)")
+exec(compile(src, PEER, "exec"))
