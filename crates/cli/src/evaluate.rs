@@ -42,6 +42,10 @@ pub struct Args {
     /// With --model: windows run through the network at once.
     #[arg(long, default_value_t = 2)]
     pub(crate) windows_per_batch: usize,
+    /// With --model: run each whole volume through the network at once instead of sliding windows
+    /// (U-Net models only), as the PyTorch accuracy peer evaluates.
+    #[arg(long)]
+    pub(crate) whole: bool,
     /// With --model: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,

@@ -53,6 +53,10 @@ pub struct Args {
     /// Windows run through the network at once.
     #[arg(long, default_value_t = 1)]
     windows_per_batch: usize,
+    /// Run the whole volume through the network at once instead of sliding windows (U-Net models
+    /// only; needs memory for the whole volume's activations).
+    #[arg(long)]
+    whole: bool,
     /// Test-time augmentation: average over the 8 mirrorings of the three axes (8× slower).
     #[arg(long)]
     mirror: bool,
@@ -184,7 +188,12 @@ pub fn run(a: &Args, verbose: bool) -> CliResult {
         std::fs::create_dir_all(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
     }
     let opts = PredictOptions {
-        window: WindowConfig { overlap: a.overlap, sigma_scale: a.sigma_scale, windows_per_batch: a.windows_per_batch },
+        window: WindowConfig {
+            overlap: a.overlap,
+            sigma_scale: a.sigma_scale,
+            windows_per_batch: a.windows_per_batch,
+            whole: a.whole,
+        },
         mirror: a.mirror,
         probabilities: a.probs.is_some(),
     };

@@ -22,7 +22,12 @@ pub fn run(a: &Args) -> CliResult {
     let (Some(model), Some(data)) = (&a.model, &a.data) else {
         return Err("--model needs --data".into());
     };
-    let window = WindowConfig { overlap: a.overlap, windows_per_batch: a.windows_per_batch, ..WindowConfig::default() };
+    let window = WindowConfig {
+        overlap: a.overlap,
+        windows_per_batch: a.windows_per_batch,
+        whole: a.whole,
+        ..WindowConfig::default()
+    };
     let job = Job {
         model,
         data,

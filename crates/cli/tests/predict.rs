@@ -86,6 +86,30 @@ fn prediction_keeps_the_input_grid_and_the_dataset_label_values() {
 }
 
 #[test]
+fn whole_volume_prediction_keeps_the_input_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(tmp.path(), 24, 1);
+    let m = model(tmp.path(), &["flair", "t1", "t1ce", "t2"], None);
+    let out = tmp.path().join("seg.nii.gz");
+    let flair = case_file(&data, 0, "flair");
+    let o = magseg(&[
+        "predict",
+        "--model",
+        m.to_str().unwrap(),
+        "--flair",
+        &flair,
+        "--whole",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = read_image(&flair).unwrap();
+    let seg = read_labels(&out).unwrap();
+    assert_eq!((seg.geometry.dims, seg.geometry.affine), (input.geometry.dims, input.geometry.affine));
+    assert!(seg.data.iter().all(|v| [0, 1, 2, 4].contains(v)), "BraTS label values only");
+}
+
+#[test]
 fn bad_inputs_are_refused_and_nothing_is_written() {
     let tmp = tempfile::tempdir().unwrap();
     let data24 = phantom(tmp.path(), 24, 1);

@@ -96,6 +96,33 @@ impl MagMsConfig {
         }
     }
 
+    /// The spatial sizes (D, H, W) the network accepts: the patch for UNETR (its position
+    /// embeddings fix the token grid), any positive multiple of 8 per axis for the fully
+    /// convolutional U-Net.
+    pub fn accepts_size(&self, size: [usize; 3]) -> bool {
+        match self.kind {
+            ModelKind::Unetr => size == self.patch_size,
+            ModelKind::Unet => size.iter().all(|&s| s > 0 && s % (1 << (UNET_LEVELS - 1)) == 0),
+        }
+    }
+
+    /// The input size (D, H, W) for running a whole volume of `dims` (D, H, W) through the network
+    /// at once: each axis rounded up to the U-Net's multiple of 8. UNETR cannot (its input is fixed
+    /// to the patch), which is an error.
+    pub fn whole_volume_size(&self, dims: [usize; 3]) -> Result<[usize; 3]> {
+        match self.kind {
+            ModelKind::Unetr => Err(ModelError::Config(
+                "whole-volume inference needs the U-Net backbone (UNETR's input is fixed to its patch); \
+                 use sliding windows"
+                    .into(),
+            )),
+            ModelKind::Unet => {
+                let step = 1 << (UNET_LEVELS - 1);
+                Ok(dims.map(|d| d.max(1).div_ceil(step) * step))
+            }
+        }
+    }
+
     /// Checks that the configuration describes a working network.
     pub fn validate(&self) -> Result<()> {
         if self.modalities.is_empty() {

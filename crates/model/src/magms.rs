@@ -200,12 +200,17 @@ impl MagMs {
         Ok(())
     }
 
-    /// Modality `m`'s fusion-conv features for `x (B, 1, patch_size)`, in the compute dtype.
+    /// Modality `m`'s fusion-conv features for `x (B, 1, D, H, W)`, in the compute dtype: `(D, H, W)`
+    /// is the patch, or for the U-Net any size it accepts ([`MagMsConfig::accepts_size`]).
     pub fn encode(&self, m: usize, x: &Tensor) -> Result<Vec<Tensor>> {
         let enc = self.encoders.get(m).ok_or_else(|| {
             ModelError::Input(format!("modality index {m} out of range (the model has {})", self.encoders.len()))
         })?;
-        check_input(x, 1, self.config.patch_size)?;
+        let size = match x.dims() {
+            &[_, _, d, h, w] if self.config.accepts_size([d, h, w]) => [d, h, w],
+            _ => self.config.patch_size,
+        };
+        check_input(x, 1, size)?;
         let x = &x.to_dtype(self.compute_dtype)?;
         let feats = match &enc.backbone {
             Backbone::Unetr(e) => e.forward(x)?,

@@ -83,3 +83,24 @@ fn unet_bf16_on_the_gpu_matches_f32_on_the_cpu_within_bf16_rounding() {
 fn unetr_bf16_on_the_gpu_matches_f32_on_the_cpu_within_bf16_rounding() {
     compare_bf16(unetr(), UNETR_GRAD);
 }
+
+/// Whole-volume inference feeds the U-Net a volume of any multiple of 8 instead of the patch: the
+/// inference forward pass on a non-cubic input larger than the patch agrees with the CPU, in f32
+/// within [`TOL`] and in bf16 within [`LOGIT_TOL`].
+#[test]
+fn unet_inference_on_a_non_patch_volume_matches_cpu() {
+    let (gpu, _, _) = gpu_case();
+    let x = common::noise(&[1, 1, 24, 16, 40], 3);
+    let logits = |dev: &Device, dtype: DType| {
+        let mut model = magseg_model::MagMs::with_seed(unet(), dev, 0).unwrap();
+        model.set_compute_dtype(dtype).unwrap();
+        let x = x.to_device(dev).unwrap();
+        let out = model.forward(&[Some(x.clone()), Some((&x * 0.5).unwrap())], false).unwrap().fused;
+        assert_eq!(out.dims(), &[1, 3, 24, 16, 40]);
+        out.to_device(&Device::Cpu).unwrap()
+    };
+    let cpu = logits(&Device::Cpu, DType::F32);
+    eprintln!("f32: relative error {:.2e}", max_rel("whole-volume logits f32", &cpu, &logits(&gpu, DType::F32), TOL));
+    let e = max_rel("whole-volume logits bf16", &cpu, &logits(&gpu, DType::BF16), LOGIT_TOL);
+    eprintln!("bf16: relative error {e:.2e}");
+}

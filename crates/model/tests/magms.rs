@@ -141,9 +141,13 @@ fn bad_inputs_are_errors() {
     let mut inp = inputs(&cfg, 0b0011, 1);
     inp[1] = Some(Tensor::zeros((2, 1, 16, 16, 8), candle_core::DType::F32, &Device::Cpu).unwrap());
     assert!(matches!(model.forward(&inp, false), Err(ModelError::Input(_))));
+    // The U-Net takes any multiple of 8 (whole-volume inference), nothing else.
     let wrong =
-        vec![Some(Tensor::zeros((1, 1, 8, 8, 8), candle_core::DType::F32, &Device::Cpu).unwrap()), None, None, None];
+        vec![Some(Tensor::zeros((1, 1, 12, 8, 8), candle_core::DType::F32, &Device::Cpu).unwrap()), None, None, None];
     assert!(matches!(model.forward(&wrong, false), Err(ModelError::Input(_))));
+    let other =
+        vec![Some(Tensor::zeros((1, 1, 8, 24, 8), candle_core::DType::F32, &Device::Cpu).unwrap()), None, None, None];
+    assert_eq!(model.forward(&other, false).unwrap().fused.dims(), &[1, cfg.out_channels, 8, 24, 8]);
     assert!(matches!(model.encode(7, wrong[0].as_ref().unwrap()), Err(ModelError::Input(_))));
     for bad in [
         MagMsConfig { modalities: vec![], ..cfg.clone() },

@@ -21,11 +21,15 @@ pub struct WindowConfig {
     pub sigma_scale: f32,
     /// Windows run through the network at once.
     pub windows_per_batch: usize,
+    /// Run the whole volume (zero-padded to the U-Net's multiple of 8) through the network at once
+    /// instead of sliding patch-sized windows (U-Net only; the other fields are then unused). The
+    /// PyTorch accuracy peer evaluates this way.
+    pub whole: bool,
 }
 
 impl Default for WindowConfig {
     fn default() -> Self {
-        Self { overlap: 0.5, sigma_scale: 0.125, windows_per_batch: 1 }
+        Self { overlap: 0.5, sigma_scale: 0.125, windows_per_batch: 1, whole: false }
     }
 }
 
@@ -98,8 +102,13 @@ pub fn sliding_window_subsets(
     if n == 0 || input.image.len() != channels * n || input.slots.iter().flatten().any(|&c| c >= channels) {
         return Err(TrainError::Data(format!("image of {} values does not fit dims {dims:?}", input.image.len())));
     }
-    // Model patch (D, H, W) = (k, j, i).
-    let window = [mc.patch_size[2], mc.patch_size[1], mc.patch_size[0]];
+    // Model patch (D, H, W) = (k, j, i); for the whole volume, its grid rounded up for the network.
+    let window = if cfg.whole {
+        let size = mc.whole_volume_size([dims[2], dims[1], dims[0]])?;
+        [size[2], size[1], size[0]]
+    } else {
+        [mc.patch_size[2], mc.patch_size[1], mc.patch_size[0]]
+    };
     let padded = [0, 1, 2].map(|a| dims[a].max(window[a]));
     let np: usize = padded.iter().product();
     let _span = tracing::debug_span!("sliding_window", ?dims, ?window, subsets = subsets.len()).entered();
