@@ -5,7 +5,10 @@ weights are chosen. Everything else (network, loss, sampler, evaluation, JSON li
 Usage: magms_steps.py TRAIN.npz TEST.npz STEPS [PATCH] [LAMBDA] [GAMMA]
 Environment: PEER (default ../shared/peers/magms_unet_ref.py next to this repository), SEED (0; seeds
 torch and the sampler's numpy generator), THREADS (2), INIT (a magseg model.safetensors to start from
-instead of PyTorch's initialisation; its tensors are used as they are, without transposing axes)."""
+instead of PyTorch's initialisation; its tensors are used as they are, without transposing axes), SAVE (a
+path: after the peer's evaluation, its trained weights are written there as a magseg model.safetensors,
+for `magseg evaluate --model` with the config.json and preprocess.json of a magseg run of the same
+network)."""
 import json
 import os
 import struct
@@ -16,6 +19,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.environ.get("PEER", os.path.join(HERE, "..", "..", "..", "shared", "peers", "magms_unet_ref.py"))
 SEED, THREADS, INIT = int(os.environ.get("SEED", "0")), int(os.environ.get("THREADS", "2")), os.environ.get("INIT")
+SAVE = os.environ.get("SAVE")
+SEQ = {"conv1": "0", "norm1": "1", "conv2": "3", "norm2": "4"}
 
 
 def patch(src, old, new):
@@ -31,7 +36,7 @@ def magseg_state_dict(path):
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     hdr, base = json.loads(raw[8:8 + n]), 8 + n
-    seq = {"conv1": "0", "norm1": "1", "conv2": "3", "norm2": "4"}
+    seq = SEQ
     sd = {}
     for k, v in hdr.items():
         if k == "__metadata__":
@@ -59,4 +64,33 @@ src = patch(src, "net = MagMS().to(dev)\n",
             "net = MagMS()\nif INIT: net.load_state_dict(magseg_state_dict(INIT), strict=True)\nnet = net.to(dev)\n")
 src = patch(src, "while time.time() - t0 < BUDGET:", "while step < STEPS:")
 src = patch(src, "min(1.0, (time.time() - t0) / BUDGET)", "min(1.0, step / STEPS)")
+
+
+def save_magseg(net, path):
+    """The peer's weights under magseg's tensor names and axis order (the inverse of
+    magseg_state_dict, plus the transposition), as f32 safetensors (the safetensors package)."""
+    inv = {v: k for k, v in SEQ.items()}
+    tensors = {}
+    for k, v in net.state_dict().items():
+        p = k.split(".")
+        if p[0] == "encs":
+            t = f"encoders.{p[1]}.fusion.{p[3]}.{p[4]}" if p[2] == "fuse" else f"encoders.{p[1]}.blocks.{p[3]}.{inv[p[4]]}.{p[5]}"
+        elif p[1] == "blocks":
+            t = f"decoder.blocks.{p[2]}.{inv[p[3]]}.{p[4]}"
+        elif p[1] == "up":
+            t = f"decoder.up.{p[2]}.{p[3]}"
+        else:
+            t = f"decoder.out.{p[2]}"
+        a = v.detach().float().cpu().numpy()
+        # The peer's arrays are (i, j, k), magseg's network sees (D, H, W) = (k, j, i): reversing the
+        # kernels' spatial axes makes magseg's convolutions those of the peer on its transposed input.
+        tensors[t] = np.ascontiguousarray(a.transpose(0, 1, 4, 3, 2) if a.ndim == 5 else a)
+    from safetensors.numpy import save_file
+
+    save_file(tensors, path)
+
+
 exec(compile(src, PEER, "exec"))
+if SAVE:
+    save_magseg(net, SAVE)
+    print("saved", SAVE, flush=True)
