@@ -20,7 +20,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEER = os.environ.get("PEER", os.path.join(HERE, "..", "..", "..", "shared", "peers", "magms_unet_ref.py"))
 SEED, THREADS, INIT = int(os.environ.get("SEED", "0")), int(os.environ.get("THREADS", "2")), os.environ.get("INIT")
 SAVE = os.environ.get("SAVE")
+# magseg's tensor names -> the peer's (the layout of crates/model's U-Net): these name parts, and in a
+# block (`blocks.I.X`) its layer X.
+TOKENS = {"encoders": "encs", "fusion": "fuse", "decoder": "dec"}
 SEQ = {"conv1": "0", "norm1": "1", "conv2": "3", "norm2": "4"}
+
+
+def rename(name, tokens, seq):
+    """`name` with its parts mapped by `tokens` and the layer after `blocks.I` by `seq`."""
+    p = name.split(".")
+    out = [tokens.get(x, x) for x in p]
+    if "blocks" in p:
+        i = p.index("blocks") + 2
+        out[i] = seq[p[i]]
+    return ".".join(out)
 
 
 def patch(src, old, new):
@@ -36,21 +49,12 @@ def magseg_state_dict(path):
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     hdr, base = json.loads(raw[8:8 + n]), 8 + n
-    seq = SEQ
     sd = {}
     for k, v in hdr.items():
         if k == "__metadata__":
             continue
         a = np.frombuffer(raw[base + v["data_offsets"][0]:base + v["data_offsets"][1]], dtype=np.float32)
-        p = k.split(".")
-        if p[0] == "encoders":
-            t = f"encs.{p[1]}.fuse.{p[3]}.{p[4]}" if p[2] == "fusion" else f"encs.{p[1]}.blocks.{p[3]}.{seq[p[4]]}.{p[5]}"
-        elif p[1] == "blocks":
-            t = f"dec.blocks.{p[2]}.{seq[p[3]]}.{p[4]}"
-        elif p[1] == "up":
-            t = f"dec.up.{p[2]}.{p[3]}"
-        else:
-            t = f"dec.out.{p[2]}"
+        t = rename(k, TOKENS, SEQ)
         sd[t] = torch.from_numpy(a.reshape(v["shape"]).copy())
     return sd
 
@@ -69,18 +73,10 @@ src = patch(src, "min(1.0, (time.time() - t0) / BUDGET)", "min(1.0, step / STEPS
 def save_magseg(net, path):
     """The peer's weights under magseg's tensor names and axis order (the inverse of
     magseg_state_dict, plus the transposition), as f32 safetensors (the safetensors package)."""
-    inv = {v: k for k, v in SEQ.items()}
+    inv = lambda d: {v: k for k, v in d.items()}  # noqa: E731
     tensors = {}
     for k, v in net.state_dict().items():
-        p = k.split(".")
-        if p[0] == "encs":
-            t = f"encoders.{p[1]}.fusion.{p[3]}.{p[4]}" if p[2] == "fuse" else f"encoders.{p[1]}.blocks.{p[3]}.{inv[p[4]]}.{p[5]}"
-        elif p[1] == "blocks":
-            t = f"decoder.blocks.{p[2]}.{inv[p[3]]}.{p[4]}"
-        elif p[1] == "up":
-            t = f"decoder.up.{p[2]}.{p[3]}"
-        else:
-            t = f"decoder.out.{p[2]}"
+        t = rename(k, inv(TOKENS), inv(SEQ))
         a = v.detach().float().cpu().numpy()
         # The peer's arrays are (i, j, k), magseg's network sees (D, H, W) = (k, j, i): reversing the
         # kernels' spatial axes makes magseg's convolutions those of the peer on its transposed input.
