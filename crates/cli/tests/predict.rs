@@ -1,7 +1,7 @@
 //! `magseg predict` and `magseg evaluate --model`: predictions come back on the inputs' own grid with
 //! the data set's label values, a mirrored (RAS-flipped) copy of a real BraTS case gives the same
-//! segmentation voxel for voxel, bad inputs are refused before anything is written, and the subset
-//! evaluation's Shapley values add up to the all-modality Dice.
+//! segmentation voxel for voxel, bad inputs are refused before anything is written, the subset
+//! evaluation's Shapley values add up to the all-modality Dice, and both commands honour `--whole`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -178,6 +178,52 @@ fn subset_evaluation_reports_every_subset_and_shapley_values_add_up() {
     }
     assert!(pics.join("subsets_dice.svg").is_file());
     assert!(pics.join("overlay_Phantom_000.png").is_file() && pics.join("overlay_Phantom_001.png").is_file());
+}
+
+/// `magseg evaluate --model` and `magseg predict` share the inference settings: with and without
+/// `--whole`, the all-modality subset's Dice per region equals that of `predict`'s label map scored by
+/// `magseg evaluate --pred`, and the two settings give different label maps and Dice (16³ windows
+/// over a 24³ volume against one pass), so the flag reaches the network in both commands.
+#[test]
+fn evaluate_and_predict_agree_with_and_without_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = phantom(tmp.path(), 24, 1);
+    let m = model(tmp.path(), &["flair", "t1"], None);
+    let (ms, ds) = (m.to_str().unwrap(), data.to_str().unwrap());
+    let json = |o: Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let (flair, t1) = (case_file(&data, 0, "flair"), case_file(&data, 0, "t1"));
+    let reference = case_file(&data, 0, "seg");
+    let mut dice_by_setting = Vec::new();
+    for whole in [false, true] {
+        let flag: &[&str] = if whole { &["--whole"] } else { &[] };
+        let seg = tmp.path().join(format!("seg_{whole}.nii.gz"));
+        let mut args = vec!["predict", "--model", ms, "--flair", &flair, "--t1", &t1, "--out", seg.to_str().unwrap()];
+        args.extend(flag);
+        let o = magseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let direct = json(magseg(&["evaluate", "--pred", seg.to_str().unwrap(), "--ref", &reference, "--json", "-"]));
+        let report = tmp.path().join(format!("subsets_{whole}.json"));
+        let mut args = vec!["evaluate", "--model", ms, "--data", ds, "--json", report.to_str().unwrap()];
+        args.extend(flag);
+        let o = magseg(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let subsets: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let all = &subsets["subsets"][0];
+        assert_eq!(all["name"], "flair+t1");
+        let mut dice = Vec::new();
+        for region in ["WT", "TC", "ET"] {
+            let d = &direct["cases"][0]["regions"][region]["dice"];
+            let row = all["summary"].as_array().unwrap().iter().find(|r| r["region"] == region).unwrap();
+            assert_eq!(&row["dice_mean"], d, "{region}, whole = {whole}");
+            dice.push(d.clone());
+        }
+        dice_by_setting.push((dice, read_labels(&seg).unwrap().data));
+    }
+    assert_ne!(dice_by_setting[0].1, dice_by_setting[1].1, "--whole changed nothing in predict");
+    assert_ne!(dice_by_setting[0].0, dice_by_setting[1].0, "--whole changed nothing in evaluate");
 }
 
 /// A copy of `img` mirrored along voxel axis 0 with the affine changed so every voxel keeps its world
