@@ -1,5 +1,5 @@
 //! The optimiser against torch.optim.Adam / AdamW (golden values from tests/golden/gen_optim.py),
-//! and its state surviving a save/restore.
+//! and its state surviving a save/restore; the accuracy configurations follow the peer's recipe.
 
 use candle_core::{Device, Tensor, Var};
 use magseg_train::{Adam, OptimConfig, OptimizerKind};
@@ -236,11 +236,19 @@ fn clipping_can_be_switched_off_in_toml_and_json() {
     let text = serde_json::to_string(&c).unwrap();
     assert!(text.contains("\"clip_value\":null"), "{text}");
     assert_eq!(serde_json::from_str::<OptimConfig>(&text).unwrap(), c);
+}
+
+#[test]
+fn accuracy_configurations_follow_the_peer_recipe() {
     // The accuracy configurations (GPU, and its CPU stand-in) clip as the PyTorch peer does: the norm
-    // at 12, no value clamp.
+    // at 12, no value clamp; augment as it does, flips (p 0.5 per axis) only; and score as it does,
+    // on whole volumes.
     for name in ["train-brats-2mm-gpu.toml", "train-brats-2mm-cpu-steps.toml"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/examples").join(name);
         let config: magseg_train::TrainConfig = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         assert_eq!((config.optim.clip_value, config.optim.clip_norm), (None, Some(12.0)), "{name}");
+        let a = &config.sampling.augment;
+        assert_eq!((a.flip_p, a.rot90_p, a.scale_p, a.shift_p), (0.5, 0.0, 0.0, 0.0), "{name}");
+        assert!(config.validation.window.whole, "{name}");
     }
 }
