@@ -4,6 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::unet::{unet_channels, UNET_LEVELS};
+
+/// The U-Net's spatial sizes must divide by this: each of its `UNET_LEVELS - 1` poolings halves them.
+const UNET_SIZE_STEP: usize = 1 << (UNET_LEVELS - 1);
 use crate::{ModelError, Result, UnetrConfig};
 
 /// Which backbone each modality encoder and the shared decoder use.
@@ -102,7 +105,7 @@ impl MagMsConfig {
     pub fn accepts_size(&self, size: [usize; 3]) -> bool {
         match self.kind {
             ModelKind::Unetr => size == self.patch_size,
-            ModelKind::Unet => size.iter().all(|&s| s > 0 && s % (1 << (UNET_LEVELS - 1)) == 0),
+            ModelKind::Unet => size.iter().all(|&s| s > 0 && s % UNET_SIZE_STEP == 0),
         }
     }
 
@@ -116,10 +119,7 @@ impl MagMsConfig {
                  use sliding windows"
                     .into(),
             )),
-            ModelKind::Unet => {
-                let step = 1 << (UNET_LEVELS - 1);
-                Ok(dims.map(|d| d.max(1).div_ceil(step) * step))
-            }
+            ModelKind::Unet => Ok(dims.map(|d| d.max(1).div_ceil(UNET_SIZE_STEP) * UNET_SIZE_STEP)),
         }
     }
 
@@ -142,10 +142,9 @@ impl MagMsConfig {
         match self.kind {
             ModelKind::Unetr => self.unetr_config().validate(),
             ModelKind::Unet => {
-                let step = 1 << (UNET_LEVELS - 1);
-                if self.patch_size.iter().any(|&s| s == 0 || s % step != 0) {
+                if !self.accepts_size(self.patch_size) {
                     return Err(ModelError::Config(format!(
-                        "U-Net patch_size {:?} must be positive multiples of {step}",
+                        "U-Net patch_size {:?} must be positive multiples of {UNET_SIZE_STEP}",
                         self.patch_size
                     )));
                 }
